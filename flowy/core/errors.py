@@ -1,0 +1,108 @@
+"""The one error hierarchy of Flowy.
+
+Every error Flowy raises derives from :class:`FlowyError`.  The public classes
+report ``flowy`` as their module so that their qualified type names, which are
+recorded in histories, read ``flowy.TaskError`` wherever they were raised.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An exception turned into data, so that it can cross processes and histories.
+
+    ``type_mro`` holds the qualified names of the exception's class and its bases;
+    retry policies match non-retryable types against it without importing them.
+    """
+
+    message: str
+    type_name: str
+    traceback: str = ""
+    type_mro: tuple[str, ...] = ()
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        if isinstance(exc, TaskError):
+            # A task error that escapes the workflow keeps the original cause.
+            return exc.info
+        tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(
+            message=str(exc) or type(exc).__name__,
+            type_name=qualified_name(type(exc)),
+            traceback=tb,
+            type_mro=tuple(qualified_name(t) for t in type(exc).__mro__ if t is not object),
+        )
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class FlowyError(Exception):
+    """The root of every error raised by Flowy."""
+
+
+class ConfigurationError(FlowyError, ValueError):
+    """A workflow or a dependency is configured wrongly; the message says how to fix it."""
+
+
+class EncodeError(FlowyError, TypeError):
+    """A value can't be encoded or decoded by the codec in use."""
+
+
+class TaskError(FlowyError):
+    """A task (activity, sub-workflow or the workflow itself) failed.
+
+    ``str(error)`` is the original message; ``type_name`` is the qualified name
+    of the original exception's type (for example ``builtins.ValueError``) and
+    ``traceback`` its formatted traceback, as the worker saw it.
+    """
+
+    def __init__(self, message: str, type_name: str = "", traceback: str = "",
+                 type_mro: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        own_mro = tuple(qualified_name(t) for t in type(self).__mro__ if t is not object)
+        self.info = ErrorInfo(message, type_name or own_mro[0], traceback, type_mro or own_mro)
+
+    @property
+    def type_name(self) -> str:
+        return self.info.type_name
+
+    @property
+    def traceback(self) -> str:
+        return self.info.traceback
+
+    @classmethod
+    def from_info(cls, info: ErrorInfo) -> TaskError:
+        """The most specific public error class for a recorded error."""
+        error_cls = _ERRORS_BY_NAME.get(info.type_name, cls)
+        return error_cls(info.message, info.type_name, info.traceback, info.type_mro)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.info.message, self.info.type_name, self.info.traceback,
+                             self.info.type_mro))
+
+
+class TaskTimedout(TaskError):
+    """A task's last attempt timed out (start-to-close, schedule-to-start or heartbeat)."""
+
+
+class NondeterminismError(TaskError):
+    """On replay, the workflow made different calls than its history recorded.
+
+    Workflow code must make the same calls, with the same arguments, in the same
+    order, every time it runs: don't read clocks, random numbers or files in it.
+    """
+
+
+for _cls in (FlowyError, ConfigurationError, EncodeError, TaskError, TaskTimedout,
+             NondeterminismError):
+    _cls.__module__ = "flowy"
+
+_ERRORS_BY_NAME: dict[str, type[TaskError]] = {
+    qualified_name(c): c for c in (TaskError, TaskTimedout, NondeterminismError)
+}

@@ -1,0 +1,127 @@
+"""History in, decisions out: replay with a determinism check, and a decider cache.
+
+:func:`replay` rebuilds a live :class:`Execution` from a recorded history.  It
+feeds the facts of each decision batch to a fresh execution and checks that it
+makes the decisions the history recorded; a workflow that makes different
+calls raises :class:`NondeterminismError` naming the call, and nothing is
+written.  :class:`Decider` keeps live executions between decisions, so a
+decision costs only its new events; it replays only on a cache miss.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .codec import Codec
+from .errors import ErrorInfo, NondeterminismError
+from .events import Decision, Event, Fact, TaskScheduled, TimerStarted, WorkflowFailed, is_decision
+from .spec import TaskSpec
+from .workflow import Execution, WorkflowFactory
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """Everything the core needs to run a workflow: code, dependencies, codec."""
+
+    factory: WorkflowFactory
+    specs: Mapping[str, TaskSpec]
+    codec: Codec
+
+    def new_execution(self) -> Execution:
+        return Execution(self.factory, self.specs, self.codec)
+
+
+def replay(definition: WorkflowDefinition, history: Sequence[Event]) -> Execution:
+    """A live execution positioned at the end of ``history``."""
+    execution = definition.new_execution()
+    start, end = 0, len(history)
+    while start < end:
+        facts_end = start
+        while facts_end < end and not is_decision(history[facts_end]):
+            facts_end += 1
+        batch_end = facts_end
+        while batch_end < end and is_decision(history[batch_end]):
+            batch_end += 1
+        facts: list[Fact] = list(history[start:facts_end])  # type: ignore[arg-type]
+        recorded: list[Decision] = list(history[facts_end:batch_end])  # type: ignore[arg-type]
+        check_same_decisions(recorded, execution.decide(facts))
+        start = batch_end
+    return execution
+
+
+def _identity(decision: Decision) -> str:
+    if isinstance(decision, (TaskScheduled, TimerStarted)):
+        return decision.key
+    return "the end of the run"
+
+
+def _describe(decision: Decision) -> str:
+    if isinstance(decision, TaskScheduled):
+        return f"{decision.key} ({decision.dependency} with input {decision.input})"
+    if isinstance(decision, TimerStarted):
+        return f"timer {decision.key} ({decision.delay} s)"
+    return type(decision).__name__
+
+
+def check_same_decisions(recorded: Sequence[Decision], replayed: Sequence[Decision]) -> None:
+    """Raise NondeterminismError, naming the first difference, unless they match."""
+    expected = {_identity(d): d for d in recorded}
+    actual = {_identity(d): d for d in replayed}
+    if expected == actual:
+        return
+    for identity, was in expected.items():
+        now = actual.get(identity)
+        if now is None:
+            extra = [d for i, d in actual.items() if i not in expected]
+            instead = f"; it made {_describe(extra[0])} instead" if extra else ""
+            problem = (f"the history recorded {_describe(was)}, but on replay the workflow "
+                       f"did not make that call{instead}")
+            break
+        if now != was:
+            problem = (f"on replay the workflow made {_describe(now)}, but the history "
+                       f"recorded {_describe(was)}")
+            break
+    else:
+        extra = [d for i, d in actual.items() if i not in expected]
+        problem = (f"on replay the workflow made {_describe(extra[0])}, which the history "
+                   "does not have")
+    raise NondeterminismError(
+        f"workflow is not deterministic: {problem}. Workflow code must make the same calls "
+        "with the same arguments every time it runs (no clocks, random numbers or I/O).")
+
+
+class Decider:
+    """Turns each run's new facts into decisions, keeping live runs cached.
+
+    A live run is a greenlet, which belongs to the thread that created it: use
+    one Decider per thread.  After a failed commit, call :meth:`forget`.
+    """
+
+    def __init__(self, cache_size: int = 1000) -> None:
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Execution] = OrderedDict()
+        self.replays = 0  # full replays done, for tests and benchmarks
+
+    def decide(self, run_id: str, definition: WorkflowDefinition, history: Sequence[Event],
+               new_facts: list[Fact]) -> list[Decision]:
+        """Decisions for ``new_facts``, which come after the committed ``history``."""
+        execution = self._cache.pop(run_id, None)
+        try:
+            if execution is None or execution.position != len(history):
+                self.replays += 1
+                execution = replay(definition, history)
+            decisions = execution.decide(new_facts)
+        except NondeterminismError as exc:
+            return [WorkflowFailed(exc.info)]
+        except Exception as exc:  # noqa: BLE001 - e.g. an undecodable input fails the run
+            return [WorkflowFailed(ErrorInfo.from_exception(exc))]
+        if not execution.closed and self.cache_size > 0:
+            self._cache[run_id] = execution
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return decisions
+
+    def forget(self, run_id: str) -> None:
+        self._cache.pop(run_id, None)

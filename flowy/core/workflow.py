@@ -1,0 +1,326 @@
+"""One live workflow run: the workflow code, its calls and its futures.
+
+The workflow code runs in a greenlet.  When it reads a result that is not
+finished, the greenlet switches back to the decider, which returns the
+decisions made so far; when later facts finish that result, the decider
+switches back in and the code goes on where it stopped.  So a decision costs
+the new events only, never a replay of the whole history (the original Flowy
+replayed everything on every decision, which made a 1,000-step chain take
+11.5 s).  A greenlet is a coroutine, not a thread: the core still does no I/O
+and reads no clock, and everything it does is a function of the history.
+
+When a live run is not at hand (another process, an evicted cache), the
+decider rebuilds it by feeding the recorded history to a fresh Execution, one
+decision batch at a time (see :mod:`flowy.core.replay`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import greenlet
+
+from .codec import Codec
+from .errors import ConfigurationError, EncodeError, ErrorInfo, FlowyError, TaskTimedout
+from .events import (
+    Decision,
+    Fact,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskTimedOut,
+    TimerFired,
+    TimerStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowRestarted,
+    WorkflowStarted,
+)
+from .result import Future, Result, iter_futures, make_result, unwrap
+from .spec import TaskSpec
+
+WorkflowFactory = Callable[..., Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Returned by a workflow to continue as a new run with these arguments."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class TaskProxy:
+    """What a workflow receives for a dependency: calling it schedules a task."""
+
+    __slots__ = ("_execution", "_name")
+
+    def __init__(self, execution: Execution, name: str) -> None:
+        self._execution = execution
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Result:
+        return self._execution.call(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<flowy dependency {self._name!r}>"
+
+
+class _Waiter:
+    """Counts down the futures a suspended workflow still needs."""
+
+    __slots__ = ("missing",)
+
+    def __init__(self, missing: int) -> None:
+        self.missing = missing
+
+    def notify(self, _future: Future) -> None:
+        self.missing -= 1
+
+
+class Execution:
+    """A workflow run inside the core: apply facts, get decisions.
+
+    ``decide(facts)`` applies outside facts in history order, resumes the
+    workflow code if what it waits for is there, and returns the decisions to
+    commit.  The caller must commit them before the next ``decide``; if the
+    commit fails, it must drop this Execution and rebuild one from history.
+    """
+
+    def __init__(self, factory: WorkflowFactory, specs: Mapping[str, TaskSpec],
+                 codec: Codec) -> None:
+        self.codec = codec
+        self._factory = factory
+        self._specs = dict(specs)
+        self._counters = dict.fromkeys(self._specs, 0)
+        self._futures: dict[str, Future] = {}
+        self._inputs: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._open_attempts: dict[str, tuple[Future, int]] = {}
+        self._backoff_timers: dict[str, tuple[Future, int]] = {}
+        self._decisions: list[Decision] = []
+        self._greenlet: greenlet.greenlet | None = None
+        self._waiter: _Waiter | None = None
+        self.position = 0  # how many history events this execution has consumed
+        self.closed = False
+
+    # -- driving ------------------------------------------------------------
+
+    def decide(self, facts: list[Fact]) -> list[Decision]:
+        for fact in facts:
+            if not self.closed:
+                self._apply(fact)
+            self.position += 1
+        if not self.closed and self._greenlet is not None and self._ready_to_resume():
+            self._waiter = None
+            # Switch back to whoever drives this decision, not whoever created the run.
+            self._greenlet.parent = greenlet.getcurrent()
+            self._greenlet.switch()
+        decisions, self._decisions = self._decisions, []
+        self.position += len(decisions)
+        return decisions
+
+    def _ready_to_resume(self) -> bool:
+        return self._waiter is None or self._waiter.missing <= 0
+
+    def in_workflow(self) -> bool:
+        return self._greenlet is not None and greenlet.getcurrent() is self._greenlet
+
+    def block_until(self, futures: tuple[Future, ...] | list[Future], count: int) -> None:
+        """Suspend the workflow code until ``count`` of ``futures`` have finished."""
+        missing = count - sum(1 for f in futures if f.done)
+        if missing <= 0:
+            return
+        if not self.in_workflow():
+            raise FlowyError("workflow results can only be waited for from workflow code")
+        waiter = _Waiter(missing)
+        for future in futures:
+            if not future.done:
+                future.add_callback(waiter.notify)
+        self._waiter = waiter
+        assert self._greenlet is not None and self._greenlet.parent is not None
+        self._greenlet.parent.switch()
+
+    # -- facts --------------------------------------------------------------
+
+    def _apply(self, fact: Fact) -> None:
+        if isinstance(fact, WorkflowStarted):
+            if self._greenlet is None:
+                args, kwargs = self._decode_input(fact.input)
+                self._greenlet = greenlet.greenlet(lambda: self._main(args, kwargs))
+        elif isinstance(fact, TaskCompleted):
+            opened = self._open_attempts.pop(fact.key, None)
+            if opened is not None:  # else late or duplicate: ignored
+                opened[0].succeed(fact.result, self.position)
+        elif isinstance(fact, TaskFailed):
+            opened = self._open_attempts.pop(fact.key, None)
+            if opened is not None:
+                self._attempt_failed(opened[0], opened[1], fact.error)
+        elif isinstance(fact, TaskTimedOut):
+            opened = self._open_attempts.pop(fact.key, None)
+            if opened is not None:
+                future, attempt = opened
+                message = (f"{future.call_id} timed out "
+                           f"({fact.timeout_type.replace('_', '-')}) on attempt {attempt}")
+                if fact.details:
+                    message += f"; last heartbeat details: {fact.details}"
+                self._attempt_failed(future, attempt, TaskTimedout(message).info)
+        elif isinstance(fact, TimerFired):
+            timer = self._backoff_timers.pop(fact.key, None)
+            if timer is not None:
+                self._schedule_attempt(*timer)
+
+    def _attempt_failed(self, future: Future, attempt: int, error: ErrorInfo) -> None:
+        policy = self._specs[_dependency_of(future.call_id)].retry
+        if not policy.should_retry(attempt, error):
+            future.fail(error, self.position)
+            return
+        delay = policy.delay(attempt)
+        if delay <= 0:
+            self._schedule_attempt(future, attempt + 1)
+            return
+        key = f"{future.call_id}-{attempt + 1}.backoff"
+        self._backoff_timers[key] = (future, attempt + 1)
+        self._decisions.append(TimerStarted(key, delay))
+
+    # -- calls --------------------------------------------------------------
+
+    def call(self, dependency: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Result:
+        if self.closed or not self.in_workflow():
+            raise FlowyError(f"{dependency}() was called outside its workflow's code")
+        number = self._counters[dependency]
+        self._counters[dependency] = number + 1
+        future = Future(f"{dependency}-{number}", self)
+        self._futures[future.call_id] = future
+        deps = list({id(f): f for f in iter_futures((args, kwargs))}.values())
+        for dep in deps:
+            dep.observed = True  # a failed argument is handled by failing this call
+        failed = [d for d in deps if d.failed]
+        if failed:
+            cause = min(failed, key=lambda f: f.finish_index)
+            assert cause.error is not None
+            future.fail(cause.error, cause.finish_index)
+        else:
+            pending = [d for d in deps if not d.done]
+            if pending:
+                self._schedule_when_ready(future, pending, args, kwargs, deps)
+            else:
+                self._schedule_first(future, args, kwargs, deps)
+        return make_result(future)
+
+    def _schedule_when_ready(self, future: Future, pending: list[Future], args: tuple[Any, ...],
+                             kwargs: dict[str, Any], deps: list[Future]) -> None:
+        missing = [len(pending)]
+
+        def on_dep_done(dep: Future) -> None:
+            if future.done:
+                return
+            if dep.failed:
+                assert dep.error is not None
+                future.fail(dep.error, dep.finish_index)
+                return
+            missing[0] -= 1
+            if missing[0] == 0:
+                self._schedule_first(future, args, kwargs, deps)
+
+        for dep in pending:
+            dep.add_callback(on_dep_done)
+
+    def _schedule_first(self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        deps: list[Future]) -> None:
+        try:
+            encoded = self.codec.encode([list(unwrap(args)), unwrap(kwargs)])
+        except EncodeError as exc:
+            future.fail(ErrorInfo.from_exception(
+                EncodeError(f"can't schedule {future.call_id}: {exc}")), self.position)
+            return
+        self._inputs[future.call_id] = (encoded, tuple(d.call_id for d in deps))
+        self._schedule_attempt(future, 1)
+
+    def _schedule_attempt(self, future: Future, attempt: int) -> None:
+        dependency = _dependency_of(future.call_id)
+        spec = self._specs[dependency]
+        encoded, deps = self._inputs[future.call_id]
+        key = f"{future.call_id}-{attempt}"
+        self._open_attempts[key] = (future, attempt)
+        self._decisions.append(TaskScheduled(
+            key, future.call_id, dependency, spec.kind, encoded, attempt, deps,
+            spec.start_to_close, spec.schedule_to_start, spec.heartbeat))
+
+    # -- the workflow code ----------------------------------------------------
+
+    def _decode_input(self, encoded: str) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            args, kwargs = self.codec.decode(encoded)
+            return list(args), dict(kwargs)
+        except (EncodeError, TypeError, ValueError) as exc:
+            raise EncodeError(f"the run's input can't be decoded: {exc}") from exc
+
+    def _main(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        try:
+            check_factory(self._factory, self._specs)
+            proxies = {name: TaskProxy(self, name) for name in self._specs}
+            value = self._factory(**proxies)(*args, **kwargs)
+            self._close(value)
+        except greenlet.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure of user code fails the run
+            self._close_with(WorkflowFailed(ErrorInfo.from_exception(exc)))
+
+    def _close(self, value: Any) -> None:
+        if isinstance(value, Restart):
+            payload: Any = [list(value.args), value.kwargs]
+        else:
+            payload = value
+        futures = list(iter_futures(payload))
+        self.block_until(futures, len(futures))
+        for future in futures:
+            future.observed = True
+        failed = [f for f in futures if f.failed]
+        if failed:
+            error = min(failed, key=lambda f: f.finish_index).error
+            assert error is not None
+            self._close_with(WorkflowFailed(error))
+            return
+        encoded = self.codec.encode(unwrap(payload))
+        if isinstance(value, Restart):
+            self._close_with(WorkflowRestarted(encoded))
+        else:
+            ignored = tuple(f.call_id for f in self._futures.values()
+                            if f.failed and not f.observed)
+            self._close_with(WorkflowCompleted(encoded, ignored))
+
+    def _close_with(self, decision: Decision) -> None:
+        self._decisions.append(decision)
+        self.closed = True
+
+
+def _dependency_of(call_id: str) -> str:
+    return call_id.rpartition("-")[0]
+
+
+def check_factory(factory: WorkflowFactory, specs: Mapping[str, TaskSpec]) -> None:
+    """Fail early, with a useful message, when factory and configuration disagree."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # not introspectable: let the call itself report problems
+    params = signature.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    name = getattr(factory, "__qualname__", repr(factory))
+    for param in params.values():
+        if (param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+                and param.default is param.empty and param.name not in specs):
+            raise ConfigurationError(
+                f"workflow {name} needs dependency {param.name!r}, which is not configured: "
+                f"add conf_activity({param.name!r}, ...) or conf_workflow({param.name!r}, ...)")
+    if not takes_any:
+        for dependency in specs:
+            if dependency not in params:
+                raise ConfigurationError(
+                    f"workflow {name} does not take the configured dependency "
+                    f"{dependency!r}: add a parameter named {dependency!r} to it, "
+                    "or remove that configuration")
+

@@ -1,0 +1,1 @@
+"""Wiring of the core, backends and workers into engines."""

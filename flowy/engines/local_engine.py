@@ -1,0 +1,305 @@
+"""The local engine: runs, histories, attempts, timeouts and timers, in one process.
+
+Histories live in memory.  Decisions come from the same core
+(:class:`flowy.core.replay.Decider`) that the distributed engine uses;
+activities run on a thread or process pool; timeouts and retry delays are
+timers.  Every outside fact (a result, a failure, a timeout, a fired timer)
+goes through the run's decider thread, which appends it to the history, so
+the history is totally ordered, and a result that arrives after its attempt
+timed out is recorded and ignored, as on AWS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.codec import Codec
+from ..core.errors import ErrorInfo
+from ..core.events import (
+    Decision,
+    Event,
+    Fact,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskTimedOut,
+    TimeoutType,
+    TimerFired,
+    TimerStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowRestarted,
+    WorkflowStarted,
+    stamped,
+)
+from ..core.replay import Decider, WorkflowDefinition
+from ..worker.activity import AttemptOutcome, execute_activity
+from ..worker.deciders import DeciderThreads
+from ..worker.timers import TimerService
+
+log = logging.getLogger("flowy.local")
+
+Closing = WorkflowCompleted | WorkflowFailed
+ChildStarter = Callable[[str, Callable[["Chain"], None]], "Chain"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A snapshot of a LocalWorkflow's configuration, taken when a run starts."""
+
+    name: str
+    definition: WorkflowDefinition
+    activities: Mapping[str, Callable[..., Any]]
+    children: Mapping[str, ChildStarter]
+
+
+@dataclass(eq=False)
+class Run:
+    run_id: str
+    chain: Chain
+    history: list[Event] = field(default_factory=list)
+    children: dict[str, Chain] = field(default_factory=dict)
+    closed: bool = False
+    shard: int = 0
+
+
+@dataclass(eq=False)
+class Chain:
+    """A started workflow, followed across its restarts (continue-as-new)."""
+
+    config: RunConfig
+    on_close: Callable[[Chain], None] | None
+    runs: list[Run] = field(default_factory=list)
+    outcome: Closing | None = None
+    closed: threading.Event = field(default_factory=threading.Event)
+    running_tasks: int = 0
+    tasks_idle: threading.Condition = field(default_factory=threading.Condition)
+
+    def task_started(self) -> None:
+        with self.tasks_idle:
+            self.running_tasks += 1
+
+    def task_ended(self) -> None:
+        with self.tasks_idle:
+            self.running_tasks -= 1
+            self.tasks_idle.notify_all()
+
+    def wait_for_tasks(self, timeout: float | None = None) -> bool:
+        with self.tasks_idle:
+            return self.tasks_idle.wait_for(lambda: self.running_tasks == 0, timeout)
+
+
+@dataclass(eq=False)
+class Attempt:
+    run: Run
+    task: TaskScheduled
+    started: float | None = None  # monotonic
+    last_beat: float = 0.0
+    details: str | None = None
+    closed: bool = False
+    future: Future[AttemptOutcome] | None = None
+
+
+class LocalEngine:
+    """Threads, pools and timers shared by every run of one LocalWorkflow."""
+
+    def __init__(self, *, name: str, executor: Executor, workflow_workers: int,
+                 cache_size: int, codec: Codec) -> None:
+        self._codec = codec
+        self._executor = executor
+        self._lock = threading.Lock()
+        self._attempts: dict[str, Attempt] = {}
+        self._shards = itertools.count()
+        self._timers = TimerService(f"{name}-timers")
+        self._deciders = DeciderThreads(workflow_workers, self._decide, cache_size, name)
+        self._reporter: Any = _DirectReporter(self)
+        self._report_pump: threading.Thread | None = None
+        if isinstance(executor, ProcessPoolExecutor):
+            # Worker processes report starts and heartbeats through a managed queue.
+            self._manager = multiprocessing.Manager()
+            self._reporter = self._manager.Queue()
+            self._report_pump = threading.Thread(target=self._pump_reports,
+                                                 name=f"{name}-reports", daemon=True)
+            self._report_pump.start()
+
+    # -- runs -----------------------------------------------------------------
+
+    def start(self, config: RunConfig, encoded_input: str,
+              on_close: Callable[[Chain], None] | None = None) -> Chain:
+        chain = Chain(config, on_close)
+        self._start_run(chain, encoded_input)
+        return chain
+
+    def _start_run(self, chain: Chain, encoded_input: str) -> None:
+        run = Run(uuid.uuid4().hex, chain, shard=next(self._shards))
+        chain.runs.append(run)
+        self._post(run, WorkflowStarted(encoded_input))
+
+    def _post(self, run: Run, fact: Fact) -> None:
+        self._deciders.post(run, stamped(fact, time.time()), run.shard)
+
+    def _decide(self, decider: Decider, run: Run, facts: list[Fact]) -> None:
+        """On the run's decider thread: facts in, decisions committed and carried out."""
+        if run.closed:
+            run.history.extend(facts)  # late facts are recorded, and ignored
+            return
+        decisions = decider.decide(run.run_id, run.chain.config.definition, run.history, facts)
+        now = time.time()
+        run.history.extend(facts)
+        committed = [stamped(d, now) for d in decisions]
+        run.history.extend(committed)
+        for decision in committed:
+            self._carry_out(run, decision)  # type: ignore[arg-type]
+
+    def _carry_out(self, run: Run, decision: Decision) -> None:
+        if isinstance(decision, TaskScheduled):
+            self._start_task(run, decision)
+        elif isinstance(decision, TimerStarted):
+            self._timers.call_later(decision.delay,
+                                    lambda: self._post(run, TimerFired(decision.key)))
+        elif isinstance(decision, WorkflowRestarted):
+            run.closed = True
+            self._start_run(run.chain, decision.input)
+        else:
+            run.closed = True
+            self._close_chain(run.chain, decision)
+
+    def _close_chain(self, chain: Chain, outcome: Closing) -> None:
+        if isinstance(outcome, WorkflowCompleted) and outcome.ignored_errors:
+            log.warning("workflow %s finished, but never read the errors of %s; "
+                        "see the trace or the history for details", chain.config.name,
+                        ", ".join(outcome.ignored_errors))
+        chain.outcome = outcome
+        chain.closed.set()
+        if chain.on_close is not None:
+            chain.on_close(chain)
+
+    # -- tasks ----------------------------------------------------------------
+
+    def _start_task(self, run: Run, task: TaskScheduled) -> None:
+        attempt = Attempt(run, task)
+        token = f"{run.run_id}/{task.key}"
+        with self._lock:
+            self._attempts[token] = attempt
+        run.chain.task_started()
+        if task.schedule_to_start is not None:
+            self._timers.call_later(task.schedule_to_start,
+                                    lambda: self._time_out(token, "schedule_to_start"))
+        config = run.chain.config
+        if task.kind == "workflow":
+            attempt.started = time.monotonic()
+            self._arm_running_timeouts(token, task)
+            run.children[task.key] = config.children[task.dependency](
+                task.input, lambda child: self._child_closed(token, attempt, child))
+            return
+        attempt.future = self._executor.submit(
+            execute_activity, config.activities[task.dependency], token, task.input,
+            self._codec, self._reporter)
+        attempt.future.add_done_callback(lambda f: self._activity_done(token, attempt, f))
+
+    def _activity_done(self, token: str, attempt: Attempt, future: Future[AttemptOutcome]
+                       ) -> None:
+        if future.cancelled():  # it timed out in the queue and never ran
+            attempt.run.chain.task_ended()
+            return
+        try:
+            outcome = future.result()
+            if outcome.error is not None:
+                fact: Fact = TaskFailed(attempt.task.key, outcome.error, outcome.started_at)
+            else:
+                assert outcome.result is not None
+                fact = TaskCompleted(attempt.task.key, outcome.result, outcome.started_at)
+        except BaseException as exc:  # noqa: BLE001 - e.g. unpicklable function, dead pool
+            fact = TaskFailed(attempt.task.key, ErrorInfo.from_exception(exc))
+        self._finish_attempt(token, attempt, fact)
+
+    def _child_closed(self, token: str, attempt: Attempt, child: Chain) -> None:
+        outcome = child.outcome
+        fact: Fact = (TaskCompleted(attempt.task.key, outcome.result)
+                      if isinstance(outcome, WorkflowCompleted) else
+                      TaskFailed(attempt.task.key, outcome.error))  # type: ignore[union-attr]
+        self._finish_attempt(token, attempt, fact)
+
+    def _finish_attempt(self, token: str, attempt: Attempt, fact: Fact) -> None:
+        with self._lock:
+            attempt.closed = True
+            self._attempts.pop(token, None)
+        self._post(attempt.run, fact)
+        attempt.run.chain.task_ended()
+
+    def _arm_running_timeouts(self, token: str, task: TaskScheduled) -> None:
+        if task.start_to_close is not None:
+            self._timers.call_later(task.start_to_close,
+                                    lambda: self._time_out(token, "start_to_close"))
+        if task.heartbeat is not None:
+            self._timers.call_later(task.heartbeat, lambda: self._time_out(token, "heartbeat"))
+
+    def _on_report(self, message: tuple[str, str, float, str | None]) -> None:
+        kind, token, _at, details = message
+        with self._lock:
+            attempt = self._attempts.get(token)
+            if attempt is None:
+                return
+            attempt.last_beat = time.monotonic()
+            if kind == "heartbeat":
+                attempt.details = details
+                return
+            attempt.started = attempt.last_beat
+        self._arm_running_timeouts(token, attempt.task)
+
+    def _time_out(self, token: str, timeout_type: TimeoutType) -> None:
+        with self._lock:
+            attempt = self._attempts.get(token)
+            if attempt is None:
+                return
+            if timeout_type == "schedule_to_start":
+                if attempt.started is not None:
+                    return
+                if attempt.future is not None:
+                    attempt.future.cancel()
+            if timeout_type == "heartbeat":
+                assert attempt.task.heartbeat is not None
+                quiet_for = time.monotonic() - attempt.last_beat
+                if quiet_for < attempt.task.heartbeat:
+                    remaining = attempt.task.heartbeat - quiet_for
+                    self._timers.call_later(remaining, lambda: self._time_out(token, "heartbeat"))
+                    return
+            # The attempt stays counted as running until it really ends, but its
+            # outcome, if it comes, will be a late one.
+            self._attempts.pop(token)
+            attempt.closed = True
+        self._post(attempt.run, TaskTimedOut(attempt.task.key, timeout_type, attempt.details))
+
+    def _pump_reports(self) -> None:
+        while True:
+            message = self._reporter.get()
+            if message is None:
+                return
+            self._on_report(message)
+
+    def close(self) -> None:
+        self._deciders.close()
+        self._timers.close()
+        if self._report_pump is not None:
+            self._reporter.put(None)
+            self._report_pump.join()
+            self._manager.shutdown()
+
+
+class _DirectReporter:
+    """Starts and heartbeats from pool threads go straight to the engine."""
+
+    def __init__(self, engine: LocalEngine) -> None:
+        self._engine = engine
+
+    def put(self, message: tuple[str, str, float, str | None]) -> None:
+        self._engine._on_report(message)

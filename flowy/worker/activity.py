@@ -1,0 +1,85 @@
+"""Running one attempt of an activity, in a worker thread or process.
+
+:func:`execute_activity` decodes the input, calls the function, and encodes
+the result or the error, so that whatever happens the engine gets back a
+small picklable :class:`AttemptOutcome`, never an exception.  While it runs,
+the activity can call :func:`heartbeat`; progress reports go through a
+*reporter*: any object with ``put(message)``, such as a queue shared with the
+engine's process.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..core.codec import Codec
+from ..core.errors import EncodeError, ErrorInfo, FlowyError
+
+HEARTBEAT_DETAILS_LIMIT = 2048  # characters, as in SWF
+
+
+class Reporter(Protocol):
+    def put(self, message: tuple[str, str, float, str | None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What became of an attempt: ``error`` is None when it succeeded."""
+
+    key: str
+    result: str | None
+    error: ErrorInfo | None
+    started_at: float
+    finished_at: float
+
+
+_current: contextvars.ContextVar[tuple[str, Reporter] | None] = contextvars.ContextVar(
+    "flowy_current_activity", default=None)
+
+
+def heartbeat(details: Any = None) -> None:
+    """Tell the engine that the running activity is alive, with optional progress details.
+
+    Resets the activity's heartbeat timeout.  ``details`` (a string, or a value
+    that is turned into JSON) is kept, up to 2,048 characters, and shown when
+    the activity later times out.  Outside an activity this does nothing, so
+    activity functions stay callable by hand in unit tests.
+    """
+    current = _current.get()
+    if current is None:
+        return
+    key, reporter = current
+    if details is not None and not isinstance(details, str):
+        details = json.dumps(details, default=repr)
+    reporter.put(("heartbeat", key, time.time(),
+                  None if details is None else details[:HEARTBEAT_DETAILS_LIMIT]))
+
+
+def execute_activity(function: Callable[..., Any], key: str, encoded_input: str, codec: Codec,
+                     reporter: Reporter) -> AttemptOutcome:
+    """Run one attempt; report its start; return its outcome."""
+    started_at = time.time()
+    reporter.put(("started", key, started_at, None))
+    token = _current.set((key, reporter))
+    try:
+        try:
+            args, kwargs = codec.decode(encoded_input)
+        except EncodeError as exc:
+            raise EncodeError(f"the input of {key} can't be decoded: {exc}") from exc
+        value = function(*args, **kwargs)
+        try:
+            result = codec.encode(value)
+        except EncodeError as exc:
+            raise EncodeError(f"the result of {key} can't be encoded: {exc}") from exc
+        return AttemptOutcome(key, result, None, started_at, time.time())
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, FlowyError):
+            raise
+        return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())
+    finally:
+        _current.reset(token)
