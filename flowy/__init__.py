@@ -19,7 +19,7 @@ from .core.errors import (
 )
 from .core.result import Result
 from .core.spec import RetryPolicy
-from .engines.local import LocalWorkflow
+from .engines.local import LocalRun, LocalWorkflow
 from .worker.activity import heartbeat
 
 __version__ = "0.5.0"
@@ -31,6 +31,7 @@ __all__ = [
     "EncodeError",
     "FlowyError",
     "JSONCodec",
+    "LocalRun",
     "LocalWorkflow",
     "NondeterminismError",
     "Result",

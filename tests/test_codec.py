@@ -111,11 +111,11 @@ def assert_same(a: Any, b: Any) -> None:
         assert math.isnan(b)
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert_same(x, y)
     elif isinstance(a, dict):
         assert len(a) == len(b)
-        for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
             assert_same(ka, kb)
             assert_same(va, vb)
     elif isinstance(a, (set, frozenset)):

@@ -8,9 +8,9 @@ order of their events in the history, so a replay gives the same answers.
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import itertools
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from typing import Any
 
 from .result import Future, future_of, iter_futures, unwrap
@@ -74,7 +74,7 @@ def first_n(n: int, *values: Any) -> list[Any]:
     """The ``n`` items of ``values`` that finished first, in finish order."""
     if n < 0:
         raise ValueError(f"first_n() needs n >= 0, got {n}")
-    return list(islice(finish_order(*values), n))
+    return list(itertools.islice(finish_order(*values), n))
 
 
 def parallel_reduce(function: Callable[[Any, Any], Any], iterable: Iterable[Any],
@@ -91,24 +91,58 @@ def parallel_reduce(function: Callable[[Any, Any], Any], iterable: Iterable[Any]
         items.insert(0, initializer)
     if not items:
         raise ValueError("parallel_reduce() of an empty iterable with no initializer")
-    ready: deque[Any] = deque()
-    pending: list[tuple[Any, Future]] = []
-    for item in items:
-        _sort_in(item, ready, pending)
-    while len(ready) + len(pending) > 1:
-        if len(ready) < 2:
-            finished = [p for p in pending if p[1].done]
-            if len(ready) + len(finished) < 2:
-                _block([p[1] for p in pending], 2 - len(ready))
-                continue
-            finished.sort(key=lambda p: p[1].finish_index)
-            ready.extend(item for item, _ in finished)
-            pending = [p for p in pending if not p[1].done]
-        # Pair up everything that is ready now; new results join the pending pool.
-        while len(ready) >= 2:
-            left, right = ready.popleft(), ready.popleft()
-            _sort_in(function(left, right), ready, pending)
-    return ready[0] if ready else pending[0][0]
+    pool = _FinishPool(items)
+    while pool.size > 1:
+        left, left_index, right, right_index = pool.take_two()
+        pool.add(function(left, right), max(left_index, right_index))
+    return pool.last()
+
+
+class _FinishPool:
+    """Items to reduce, handed out two at a time in finish order.
+
+    Finished items wait in a heap keyed by finish index (plain values count
+    as finished before everything), so the pairs are the same however the
+    history's facts were batched; a replay pairs exactly like the live run.
+    """
+
+    def __init__(self, items: list[Any]) -> None:
+        self._ready: list[tuple[int, int, Any]] = []
+        self._pending: list[tuple[Any, Future]] = []
+        self._sequence = itertools.count()
+        for item in items:
+            self.add(item, -1)
+
+    @property
+    def size(self) -> int:
+        return len(self._ready) + len(self._pending)
+
+    def add(self, item: Any, plain_index: int) -> None:
+        """Add ``item``; if it is a plain value, it finished at ``plain_index``."""
+        future = future_of(item)
+        if future is not None and not future.done:
+            self._pending.append((item, future))
+        else:
+            index = plain_index if future is None else future.finish_index
+            heapq.heappush(self._ready, (index, next(self._sequence), item))
+
+    def take_two(self) -> tuple[Any, int, Any, int]:
+        while len(self._ready) < 2:
+            _block([f for _, f in self._pending], 2 - len(self._ready))
+            still_pending = []
+            for item, future in self._pending:
+                if future.done:
+                    heapq.heappush(self._ready,
+                                   (future.finish_index, next(self._sequence), item))
+                else:
+                    still_pending.append((item, future))
+            self._pending = still_pending
+        left_index, _, left = heapq.heappop(self._ready)
+        right_index, _, right = heapq.heappop(self._ready)
+        return left, left_index, right, right_index
+
+    def last(self) -> Any:
+        return self._ready[0][2] if self._ready else self._pending[0][0]
 
 
 def restart(*args: Any, **kwargs: Any) -> Restart:
@@ -117,14 +151,6 @@ def restart(*args: Any, **kwargs: Any) -> Restart:
     The arguments may be results; the new run starts once they finished.
     """
     return Restart(args, kwargs)
-
-
-def _sort_in(item: Any, ready: deque[Any], pending: list[tuple[Any, Future]]) -> None:
-    future = future_of(item)
-    if future is None or future.done:
-        ready.append(item)
-    else:
-        pending.append((item, future))
 
 
 def _flatten(values: tuple[Any, ...]) -> list[Any]:

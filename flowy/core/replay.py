@@ -16,7 +16,16 @@ from dataclasses import dataclass
 
 from .codec import Codec
 from .errors import ErrorInfo, NondeterminismError
-from .events import Decision, Event, Fact, TaskScheduled, TimerStarted, WorkflowFailed, is_decision
+from .events import (
+    CLOSING_TYPES,
+    Decision,
+    Event,
+    Fact,
+    TaskScheduled,
+    TimerStarted,
+    WorkflowFailed,
+    is_decision,
+)
 from .spec import TaskSpec
 from .workflow import Execution, WorkflowFactory
 
@@ -51,6 +60,12 @@ def replay(definition: WorkflowDefinition, history: Sequence[Event]) -> Executio
     return execution
 
 
+# What must be the same on replay.  Timeouts, retry delays and the recorded
+# deps are configuration or follow from these, so changing an activity's
+# timeout does not break the runs in flight.
+_COMPARED_FIELDS = ("call_id", "dependency", "kind", "input", "attempt")
+
+
 def _identity(decision: Decision) -> str:
     if isinstance(decision, (TaskScheduled, TimerStarted)):
         return decision.key
@@ -61,16 +76,32 @@ def _describe(decision: Decision) -> str:
     if isinstance(decision, TaskScheduled):
         return f"{decision.key} ({decision.dependency} with input {decision.input})"
     if isinstance(decision, TimerStarted):
-        return f"timer {decision.key} ({decision.delay} s)"
+        return f"timer {decision.key}"
     return type(decision).__name__
+
+
+def _difference(recorded: Decision, replayed: Decision) -> str | None:
+    """How ``replayed`` differs from ``recorded`` where it matters, or None."""
+    if type(recorded) is type(replayed):
+        if not isinstance(recorded, TaskScheduled):
+            return None
+        changed = [name for name in _COMPARED_FIELDS
+                   if getattr(recorded, name) != getattr(replayed, name)]
+        if not changed:
+            return None
+    problem = (f"on replay the workflow made {_describe(replayed)}, but the history "
+               f"recorded {_describe(recorded)}")
+    if _describe(replayed) == _describe(recorded):
+        name = changed[0]
+        problem += f" (with {name} {getattr(recorded, name)!r}, not {getattr(replayed, name)!r})"
+    return problem
 
 
 def check_same_decisions(recorded: Sequence[Decision], replayed: Sequence[Decision]) -> None:
     """Raise NondeterminismError, naming the first difference, unless they match."""
     expected = {_identity(d): d for d in recorded}
     actual = {_identity(d): d for d in replayed}
-    if expected == actual:
-        return
+    problem = None
     for identity, was in expected.items():
         now = actual.get(identity)
         if now is None:
@@ -78,18 +109,27 @@ def check_same_decisions(recorded: Sequence[Decision], replayed: Sequence[Decisi
             instead = f"; it made {_describe(extra[0])} instead" if extra else ""
             problem = (f"the history recorded {_describe(was)}, but on replay the workflow "
                        f"did not make that call{instead}")
-            break
-        if now != was:
-            problem = (f"on replay the workflow made {_describe(now)}, but the history "
-                       f"recorded {_describe(was)}")
+        else:
+            problem = _difference(was, now)
+        if problem:
             break
     else:
         extra = [d for i, d in actual.items() if i not in expected]
-        problem = (f"on replay the workflow made {_describe(extra[0])}, which the history "
-                   "does not have")
-    raise NondeterminismError(
-        f"workflow is not deterministic: {problem}. Workflow code must make the same calls "
-        "with the same arguments every time it runs (no clocks, random numbers or I/O).")
+        if extra:
+            problem = (f"on replay the workflow made {_describe(extra[0])}, which the history "
+                       "does not have")
+    if problem:
+        raise NondeterminismError(
+            f"workflow is not deterministic: {problem}. Workflow code must make the same calls "
+            "with the same arguments every time it runs (no clocks, random numbers or I/O).")
+
+
+def is_closed(history: Sequence[Event]) -> bool:
+    """Whether the run has closed: its last decision closes it (facts may follow)."""
+    for event in reversed(history):
+        if is_decision(event):
+            return isinstance(event, CLOSING_TYPES)
+    return False
 
 
 class Decider:
@@ -108,6 +148,8 @@ class Decider:
                new_facts: list[Fact]) -> list[Decision]:
         """Decisions for ``new_facts``, which come after the committed ``history``."""
         execution = self._cache.pop(run_id, None)
+        if execution is None and is_closed(history):
+            return []  # late facts for a closed run change nothing
         try:
             if execution is None or execution.position != len(history):
                 self.replays += 1

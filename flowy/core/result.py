@@ -97,6 +97,8 @@ class Future:
                     "workflow; read results only from workflow code, or use the value "
                     "returned by the run")
             self.execution.block_until((self,), 1)
+        elif self.execution is not None:
+            self.execution.observe(self.finish_index)
         if self.state == FAILED:
             assert self.error is not None
             raise TaskError.from_info(self.error)
@@ -141,10 +143,16 @@ def iter_futures(obj: Any) -> Iterator[Future]:
 
 
 def unwrap(obj: Any) -> Any:
-    """``obj`` with every nested result replaced by its value (all must be done)."""
+    """``obj`` with every nested result replaced by its value.
+
+    Every nested result must have succeeded.  This doesn't count as the
+    workflow looking at them: the engine calls it, not the workflow code.
+    """
     t = type(obj)
     if t is Result:
-        return obj.__factory__.__self__.get()
+        future: Future = obj.__factory__.__self__
+        assert future.state == SUCCEEDED, f"{future.call_id} has not succeeded"
+        return future.value()
     if t is list:
         return [unwrap(x) for x in obj]
     if t is tuple:

@@ -104,6 +104,7 @@ class Execution:
         self._greenlet: greenlet.greenlet | None = None
         self._waiter: _Waiter | None = None
         self.position = 0  # how many history events this execution has consumed
+        self.clock = -1  # see observe()
         self.closed = False
 
     # -- driving ------------------------------------------------------------
@@ -131,17 +132,30 @@ class Execution:
     def block_until(self, futures: tuple[Future, ...] | list[Future], count: int) -> None:
         """Suspend the workflow code until ``count`` of ``futures`` have finished."""
         missing = count - sum(1 for f in futures if f.done)
-        if missing <= 0:
-            return
-        if not self.in_workflow():
-            raise FlowyError("workflow results can only be waited for from workflow code")
-        waiter = _Waiter(missing)
-        for future in futures:
-            if not future.done:
-                future.add_callback(waiter.notify)
-        self._waiter = waiter
-        assert self._greenlet is not None and self._greenlet.parent is not None
-        self._greenlet.parent.switch()
+        if missing > 0:
+            if not self.in_workflow():
+                raise FlowyError("workflow results can only be waited for from workflow code")
+            waiter = _Waiter(missing)
+            for future in futures:
+                if not future.done:
+                    future.add_callback(waiter.notify)
+            self._waiter = waiter
+            assert self._greenlet is not None and self._greenlet.parent is not None
+            self._greenlet.parent.switch()
+        if count > 0:
+            # The code goes on from the moment the count-th of them finished.
+            finished = sorted(f.finish_index for f in futures if f.done)
+            self.observe(finished[count - 1])
+
+    def observe(self, finish_index: int) -> None:
+        """Advance the workflow's logical clock past a result it has seen finished.
+
+        The clock stands for "when" the code runs, in history positions.  It
+        depends only on what the code has waited for, never on how facts were
+        batched into decisions, so a replay gives every call the same time.
+        """
+        if finish_index > self.clock:
+            self.clock = finish_index
 
     # -- facts --------------------------------------------------------------
 
@@ -207,12 +221,13 @@ class Execution:
             if pending:
                 self._schedule_when_ready(future, pending, args, kwargs, deps)
             else:
-                self._schedule_first(future, args, kwargs, deps)
+                self._schedule_first(future, args, kwargs, deps, self.clock)
         return make_result(future)
 
     def _schedule_when_ready(self, future: Future, pending: list[Future], args: tuple[Any, ...],
                              kwargs: dict[str, Any], deps: list[Future]) -> None:
         missing = [len(pending)]
+        called_at = self.clock
 
         def on_dep_done(dep: Future) -> None:
             if future.done:
@@ -223,18 +238,20 @@ class Execution:
                 return
             missing[0] -= 1
             if missing[0] == 0:
-                self._schedule_first(future, args, kwargs, deps)
+                self._schedule_first(future, args, kwargs, deps, called_at)
 
         for dep in pending:
             dep.add_callback(on_dep_done)
 
     def _schedule_first(self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any],
-                        deps: list[Future]) -> None:
+                        deps: list[Future], called_at: int) -> None:
         try:
             encoded = self.codec.encode([list(unwrap(args)), unwrap(kwargs)])
         except EncodeError as exc:
+            # It fails when it could first run: at its call, or when its last argument finished.
+            failed_at = max([called_at, *(d.finish_index for d in deps)])
             future.fail(ErrorInfo.from_exception(
-                EncodeError(f"can't schedule {future.call_id}: {exc}")), self.position)
+                EncodeError(f"can't schedule {future.call_id}: {exc}")), failed_at)
             return
         self._inputs[future.call_id] = (encoded, tuple(d.call_id for d in deps))
         self._schedule_attempt(future, 1)

@@ -99,18 +99,17 @@ class LocalWorkflow:
         result is known (tasks whose results the workflow never needed).  With
         ``_trace=True``, the execution is kept in :attr:`last_trace`.
         """
-        chain = self._start(args, kwargs)
-        chain.closed.wait()
-        if _wait:
-            chain.wait_for_tasks()
-        if _trace:
-            self.last_trace = trace_of(chain)
-        return outcome_of(chain, self.codec)
+        handle = self.start(*args, **kwargs)
+        try:
+            return handle.result(wait_for_tasks=_wait)
+        finally:
+            if _trace:
+                self.last_trace = handle.trace()
 
-    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-               on_close: Callable[[Chain], None] | None = None) -> Chain:
+    def start(self, *args: Any, **kwargs: Any) -> LocalRun:
+        """Start a run and return at once; many runs can go at the same time."""
         encoded = self.codec.encode([list(args), kwargs])  # EncodeError names the culprit
-        return self._start_encoded(encoded, on_close)
+        return LocalRun(self._start_encoded(encoded, None), self.codec)
 
     def _start_encoded(self, encoded: str, on_close: Callable[[Chain], None] | None) -> Chain:
         return self._get_engine().start(self._snapshot(), encoded, on_close)
@@ -150,13 +149,36 @@ class LocalWorkflow:
         return f"<LocalWorkflow {self.name} dependencies={sorted(self._specs)}>"
 
 
-def outcome_of(chain: Chain, codec: Codec) -> Any:
-    """The result of a closed chain, or its error raised as TaskError."""
-    outcome = chain.outcome
-    if isinstance(outcome, WorkflowCompleted):
-        return codec.decode(outcome.result)
-    assert outcome is not None
-    raise TaskError.from_info(outcome.error)
+class LocalRun:
+    """A started run (followed across restarts): wait for it, get its result or trace."""
+
+    def __init__(self, chain: Chain, codec: Codec) -> None:
+        self._chain = chain
+        self._codec = codec
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The ids of this run and of the runs it restarted as, in order."""
+        return [run.run_id for run in self._chain.runs]
+
+    def done(self) -> bool:
+        return self._chain.closed.is_set()
+
+    def result(self, timeout: float | None = None, *, wait_for_tasks: bool = False) -> Any:
+        """The run's result; raises TaskError if it failed, TimeoutError if not done in time."""
+        if not self._chain.closed.wait(timeout):
+            raise TimeoutError(f"run {self.run_ids[-1]} did not finish in {timeout} s")
+        if wait_for_tasks:
+            self._chain.wait_for_tasks()
+        outcome = self._chain.outcome
+        if isinstance(outcome, WorkflowCompleted):
+            return self._codec.decode(outcome.result)
+        assert outcome is not None
+        raise TaskError.from_info(outcome.error)
+
+    def trace(self) -> Trace:
+        """The execution so far, as a :class:`flowy.tracing.Trace`."""
+        return trace_of(self._chain)
 
 
 def trace_of(chain: Chain) -> Trace:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.codec import Codec
-from ..core.errors import ErrorInfo
+from ..core.errors import ErrorInfo, FlowyError
 from ..core.events import (
     Decision,
     Event,
@@ -105,7 +105,6 @@ class Attempt:
     started: float | None = None  # monotonic
     last_beat: float = 0.0
     details: str | None = None
-    closed: bool = False
     future: Future[AttemptOutcome] | None = None
 
 
@@ -195,15 +194,20 @@ class LocalEngine:
             self._timers.call_later(task.schedule_to_start,
                                     lambda: self._time_out(token, "schedule_to_start"))
         config = run.chain.config
-        if task.kind == "workflow":
-            attempt.started = time.monotonic()
-            self._arm_running_timeouts(token, task)
-            run.children[task.key] = config.children[task.dependency](
-                task.input, lambda child: self._child_closed(token, attempt, child))
+        try:
+            if task.kind == "workflow":
+                attempt.started = time.monotonic()
+                self._arm_running_timeouts(token, task)
+                run.children[task.key] = config.children[task.dependency](
+                    task.input, lambda child: self._child_closed(attempt, child))
+                return
+            attempt.future = self._executor.submit(
+                execute_activity, config.activities[task.dependency], token, task.input,
+                self._codec, self._reporter)
+        except Exception as exc:  # noqa: BLE001 - e.g. a pool that is shut down or broken
+            self._finish_attempt(token, attempt, TaskFailed(task.key, ErrorInfo.from_exception(
+                FlowyError(f"{task.key} could not be started: {exc}"))))
             return
-        attempt.future = self._executor.submit(
-            execute_activity, config.activities[task.dependency], token, task.input,
-            self._codec, self._reporter)
         attempt.future.add_done_callback(lambda f: self._activity_done(token, attempt, f))
 
     def _activity_done(self, token: str, attempt: Attempt, future: Future[AttemptOutcome]
@@ -222,16 +226,15 @@ class LocalEngine:
             fact = TaskFailed(attempt.task.key, ErrorInfo.from_exception(exc))
         self._finish_attempt(token, attempt, fact)
 
-    def _child_closed(self, token: str, attempt: Attempt, child: Chain) -> None:
+    def _child_closed(self, attempt: Attempt, child: Chain) -> None:
         outcome = child.outcome
         fact: Fact = (TaskCompleted(attempt.task.key, outcome.result)
                       if isinstance(outcome, WorkflowCompleted) else
                       TaskFailed(attempt.task.key, outcome.error))  # type: ignore[union-attr]
-        self._finish_attempt(token, attempt, fact)
+        self._finish_attempt(f"{attempt.run.run_id}/{attempt.task.key}", attempt, fact)
 
     def _finish_attempt(self, token: str, attempt: Attempt, fact: Fact) -> None:
         with self._lock:
-            attempt.closed = True
             self._attempts.pop(token, None)
         self._post(attempt.run, fact)
         attempt.run.chain.task_ended()
@@ -276,7 +279,6 @@ class LocalEngine:
             # The attempt stays counted as running until it really ends, but its
             # outcome, if it comes, will be a late one.
             self._attempts.pop(token)
-            attempt.closed = True
         self._post(attempt.run, TaskTimedOut(attempt.task.key, timeout_type, attempt.details))
 
     def _pump_reports(self) -> None:

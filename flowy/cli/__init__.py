@@ -1,0 +1,1 @@
+"""The ``flowy`` command."""

@@ -1,0 +1,56 @@
+"""The ``flowy`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import bench as _bench
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowy", description="Flowy workflows.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser(
+        "bench", help="run benchmark workloads and print their figures",
+        description="Run workloads with trivial activities on the local engine. "
+                    "Workloads: fanout (N tasks, then one summing them), chain (N sequential "
+                    "tasks), reduce (parallel_reduce over N tasks), many (N runs at once, each "
+                    "a 10-task chain).")
+    bench.add_argument("workloads", nargs="*", metavar="WORKLOAD",
+                       help="fanout, chain, reduce, many (default: all)")
+    bench.add_argument("--size", action="append", default=[], metavar="WORKLOAD=N",
+                       help="size of a workload, e.g. --size chain=10000 (repeatable)")
+    bench.add_argument("--executor", choices=["threads", "processes"], default="threads")
+    bench.add_argument("--replay-every-decision", action="store_true",
+                       help="disable the decider cache (cache_size=0): replay the whole "
+                            "history for each decision, as the original Flowy did")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "bench":
+        sizes = dict(_bench.DEFAULT_SIZES)
+        unknown = [w for w in args.workloads if w not in sizes]
+        if unknown:
+            print(f"flowy bench: unknown workload {unknown[0]!r}; choose from "
+                  f"{', '.join(sizes)}", file=sys.stderr)
+            return 2
+        for item in args.size:
+            name, _, value = item.partition("=")
+            if name not in sizes or not value.isdigit() or int(value) < 1:
+                print(f"flowy bench: --size takes WORKLOAD=N with WORKLOAD one of "
+                      f"{', '.join(sizes)} and N >= 1, got {item!r}", file=sys.stderr)
+                return 2
+            sizes[name] = int(value)
+        figures = _bench.bench(args.workloads or list(sizes), sizes, args.executor,
+                               0 if args.replay_every_decision else 1000)
+        _bench.print_figures(figures, args.json)
+        return 0 if all(f.correct for f in figures) else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

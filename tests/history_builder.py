@@ -1,0 +1,203 @@
+"""Helpers to build histories and drive the pure core (flowy.core) by hand.
+
+* :class:`HistoryBuilder` builds a batch of facts: ``HistoryBuilder().started(2)``,
+  ``.completed("square-0-1", 4)``, ``.failed(...)``, ``.timed_out(...)``, ``.fired(...)``.
+* ``sched``/``timer``/``done``/``restarted``/``RunFailed`` build the decisions a test expects;
+  :func:`comparable` turns actual decisions into the same shape (a failed run is compared
+  on its message and type name, not on its traceback).
+* :func:`drive` feeds batches of facts to a Decider, committing each batch and its
+  decisions, the way an engine does; :func:`auto_run` plays the whole engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flowy.codec import JSONCodec
+from flowy.core.errors import ErrorInfo
+from flowy.core.events import (
+    CLOSING_TYPES,
+    Decision,
+    Event,
+    Fact,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskTimedOut,
+    TimerFired,
+    TimerStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowRestarted,
+    WorkflowStarted,
+)
+from flowy.core.replay import Decider, WorkflowDefinition
+from flowy.core.spec import TaskSpec
+from flowy.core.workflow import WorkflowFactory
+
+CODEC = JSONCodec()
+_run_ids = itertools.count()
+
+
+def enc(value: Any) -> str:
+    return CODEC.encode(value)
+
+
+def inp(*args: Any, **kwargs: Any) -> str:
+    """The encoded input of a task or run called with these arguments."""
+    return CODEC.encode([list(args), kwargs])
+
+
+def definition(factory: WorkflowFactory, *names: str, **specs: TaskSpec) -> WorkflowDefinition:
+    """A definition whose dependencies ``names`` are plain activities, plus ``specs``."""
+    all_specs: dict[str, TaskSpec] = {name: TaskSpec() for name in names}
+    all_specs.update(specs)
+    return WorkflowDefinition(factory, all_specs, CODEC)
+
+
+class HistoryBuilder:
+    """A list of facts, built by chained calls."""
+
+    def __init__(self) -> None:
+        self.events: list[Fact] = []
+
+    def started(self, *args: Any, **kwargs: Any) -> HistoryBuilder:
+        self.events.append(WorkflowStarted(inp(*args, **kwargs)))
+        return self
+
+    def completed(self, key: str, value: Any) -> HistoryBuilder:
+        self.events.append(TaskCompleted(key, enc(value)))
+        return self
+
+    def failed(self, key: str, exc_or_message: BaseException | str,
+               type_name: str = "builtins.ValueError", traceback: str = "",
+               type_mro: tuple[str, ...] | None = None) -> HistoryBuilder:
+        if isinstance(exc_or_message, BaseException):
+            error = ErrorInfo.from_exception(exc_or_message)
+        else:
+            error = ErrorInfo(exc_or_message, type_name, traceback,
+                              type_mro if type_mro is not None else (type_name,))
+        self.events.append(TaskFailed(key, error))
+        return self
+
+    def timed_out(self, key: str, timeout_type: str = "start_to_close",
+                  details: str | None = None) -> HistoryBuilder:
+        self.events.append(TaskTimedOut(key, timeout_type, details))  # type: ignore[arg-type]
+        return self
+
+    def fired(self, key: str) -> HistoryBuilder:
+        self.events.append(TimerFired(key))
+        return self
+
+    def build(self) -> list[Fact]:
+        return list(self.events)
+
+
+def facts(batch: HistoryBuilder | Sequence[Fact]) -> list[Fact]:
+    return batch.build() if isinstance(batch, HistoryBuilder) else list(batch)
+
+
+# -- expected decisions -------------------------------------------------------
+
+def sched(key: str, *args: Any, deps: Iterable[str] = (), kind: str = "activity",
+          spec: TaskSpec | None = None, **kwargs: Any) -> TaskScheduled:
+    """The TaskScheduled of attempt key ``'<dep>-<n>-<attempt>'`` with these arguments."""
+    call_id, _, attempt = key.rpartition("-")
+    spec = spec or TaskSpec(kind=kind)  # type: ignore[arg-type]
+    return TaskScheduled(key, call_id, call_id.rpartition("-")[0], spec.kind, inp(*args, **kwargs),
+                         int(attempt), tuple(deps), spec.start_to_close,
+                         spec.schedule_to_start, spec.heartbeat)
+
+
+def timer(key: str, delay: float) -> TimerStarted:
+    return TimerStarted(key, delay)
+
+
+def done(value: Any, ignored: Iterable[str] = ()) -> WorkflowCompleted:
+    return WorkflowCompleted(enc(value), tuple(ignored))
+
+
+def restarted(*args: Any, **kwargs: Any) -> WorkflowRestarted:
+    return WorkflowRestarted(inp(*args, **kwargs))
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """A WorkflowFailed as tests compare it: message and type name (tracebacks vary)."""
+
+    message: str
+    type_name: str
+
+
+def comparable(decisions: Sequence[Decision]) -> list[Any]:
+    return [RunFailed(d.error.message, d.error.type_name) if isinstance(d, WorkflowFailed) else d
+            for d in decisions]
+
+
+# -- driving ------------------------------------------------------------------
+
+def decide(definition: WorkflowDefinition, history_so_far: Sequence[Event],
+           new_facts: HistoryBuilder | Sequence[Fact], decider: Decider | None = None,
+           run_id: str = "run") -> list[Decision]:
+    """One decision; without a decider, a fresh one that replays ``history_so_far``."""
+    decider = decider if decider is not None else Decider(cache_size=0)
+    return decider.decide(run_id, definition, list(history_so_far), facts(new_facts))
+
+
+def drive(definition: WorkflowDefinition, batches: Sequence[HistoryBuilder | Sequence[Fact]],
+          decider: Decider | None = None) -> tuple[list[Event], list[list[Decision]]]:
+    """Feed each batch of facts in turn, committing it and its decisions like an engine.
+
+    Returns the full history and the decisions of each batch.
+    """
+    decider = decider if decider is not None else Decider()
+    run_id = f"run-{next(_run_ids)}"
+    history: list[Event] = []
+    per_batch: list[list[Decision]] = []
+    for batch in batches:
+        new = facts(batch)
+        decisions = decider.decide(run_id, definition, history, new)
+        history += new + decisions
+        per_batch.append(decisions)
+    return history, per_batch
+
+
+def _execute(function: Callable[..., Any], decision: TaskScheduled) -> Fact:
+    args, kwargs = CODEC.decode(decision.input)
+    try:
+        value = function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a failing activity is recorded, like a worker does
+        return TaskFailed(decision.key, ErrorInfo.from_exception(exc))
+    return TaskCompleted(decision.key, enc(value))
+
+
+def auto_run(definition: WorkflowDefinition, functions: Mapping[str, Callable[..., Any]],
+             *args: Any, decider: Decider | None = None, max_decisions: int = 200,
+             **kwargs: Any) -> tuple[Decision, list[Event]]:
+    """Play the engine synchronously until the run closes.
+
+    Every task scheduled in a decision runs (in order) before the next decision,
+    through ``functions[dependency]``; every timer fires at once.  Returns the
+    closing decision and the full history.
+    """
+    decider = decider if decider is not None else Decider()
+    run_id = f"auto-{next(_run_ids)}"
+    history: list[Event] = []
+    new: list[Fact] = [WorkflowStarted(inp(*args, **kwargs))]
+    for _ in range(max_decisions):
+        decisions = decider.decide(run_id, definition, history, new)
+        history += new + decisions
+        new = []
+        for decision in decisions:
+            if isinstance(decision, CLOSING_TYPES):
+                return decision, history
+            if isinstance(decision, TaskScheduled):
+                new.append(_execute(functions[decision.dependency], decision))
+            elif isinstance(decision, TimerStarted):
+                new.append(TimerFired(decision.key))
+        if not new:
+            raise AssertionError(f"the run is stuck: nothing to do after {history[-3:]}")
+    raise AssertionError(f"the run did not close in {max_decisions} decisions")
