@@ -1,0 +1,62 @@
+"""Shared fixtures for the LocalWorkflow end-to-end tests (tests/test_local_*.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# ``tests.activities`` must be importable under that name (in this process and in
+# forked pool workers) so that activities pickle by reference and
+# ``conf_activity("x", "tests.activities:square")`` resolves.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from flowy import LocalWorkflow  # noqa: E402
+
+
+@pytest.fixture(params=[ThreadPoolExecutor, ProcessPoolExecutor],
+                ids=["threads", "processes"])
+def executor(request: pytest.FixtureRequest) -> type[Executor]:
+    """The executor class every end-to-end test runs with."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_workflow(executor: type[Executor]) -> Iterator[Callable[..., LocalWorkflow]]:
+    """``make_workflow(factory, **kwargs)``: a LocalWorkflow on the test's executor.
+
+    Every workflow made is closed after the test.  ``LocalWorkflow.close()``
+    does not shut its pool down (see test_close_shuts_down_the_pool, a strict
+    xfail), so the pool is also shut down here, to keep worker threads and
+    processes from piling up over the session; that is harmless once close()
+    does it itself.
+    """
+    created: list[LocalWorkflow] = []
+
+    def make(factory: Any, **kwargs: Any) -> LocalWorkflow:
+        kwargs.setdefault("executor", executor)
+        kwargs.setdefault("activity_workers", 4)
+        workflow = LocalWorkflow(factory, **kwargs)
+        created.append(workflow)
+        return workflow
+
+    yield make
+    for workflow in reversed(created):  # parents before the sub-workflows they use
+        pool = getattr(getattr(workflow, "_engine", None), "_executor", None)
+        workflow.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def calls_file(tmp_path: Path) -> Callable[[str], str]:
+    """``calls_file(name)``: a path (as str) under tmp_path for activities to record calls in."""
+    def path(name: str = "calls") -> str:
+        return str(tmp_path / f"{name}.txt")
+    return path
