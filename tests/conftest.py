@@ -31,11 +31,8 @@ def executor(request: pytest.FixtureRequest) -> type[Executor]:
 def make_workflow(executor: type[Executor]) -> Iterator[Callable[..., LocalWorkflow]]:
     """``make_workflow(factory, **kwargs)``: a LocalWorkflow on the test's executor.
 
-    Every workflow made is closed after the test.  ``LocalWorkflow.close()``
-    does not shut its pool down (see test_close_shuts_down_the_pool, a strict
-    xfail), so the pool is also shut down here, to keep worker threads and
-    processes from piling up over the session; that is harmless once close()
-    does it itself.
+    Every workflow made is closed after the test, which also shuts its pool
+    down, so worker threads and processes don't pile up over the session.
     """
     created: list[LocalWorkflow] = []
 
@@ -48,10 +45,7 @@ def make_workflow(executor: type[Executor]) -> Iterator[Callable[..., LocalWorkf
 
     yield make
     for workflow in reversed(created):  # parents before the sub-workflows they use
-        pool = getattr(getattr(workflow, "_engine", None), "_executor", None)
         workflow.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture

@@ -233,8 +233,6 @@ def test_workflow_can_be_run_again_after_close(make_workflow) -> None:
     assert w.run(2, 3) == 13
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LocalWorkflow.close() (LocalEngine.close) never "
-                   "shuts down the executor it created, so pool threads/processes outlive it")
 def test_close_stops_pool_workers(executor) -> None:
     import psutil
 
@@ -244,23 +242,19 @@ def test_close_stops_pool_workers(executor) -> None:
     w = (LocalWorkflow(A.ExampleWorkflow, executor=executor, activity_workers=2)
          .conf_activity("square", A.square).conf_activity("sum", A.add))
     assert w.run(2, 10) == 104
-    pool = w._engine._executor
-    try:
-        w.close()
-        deadline = time.monotonic() + 0.5
-        while True:
-            threads = [t.name for t in threading.enumerate()
-                       if t not in before_threads and t.is_alive()]
-            children = [p.pid for p in me.children(recursive=True)
-                        if p.pid not in before_children
-                        and p.status() != psutil.STATUS_ZOMBIE]
-            if (not threads and not children) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert threads == []
-        assert children == []
-    finally:
-        pool.shutdown(wait=True)  # the pool close() should have shut down
+    w.close()
+    deadline = time.monotonic() + 0.5
+    while True:
+        threads = [t.name for t in threading.enumerate()
+                   if t not in before_threads and t.is_alive()]
+        children = [p.pid for p in me.children(recursive=True)
+                    if p.pid not in before_children
+                    and p.status() != psutil.STATUS_ZOMBIE]
+        if (not threads and not children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert threads == []
+    assert children == []
 
 
 def test_flowy_public_api() -> None:

@@ -80,9 +80,6 @@ def test_untouched_error_does_not_fail_the_run_but_warns(make_workflow, caplog) 
     assert w.last_trace.runs[0].ignored_errors == ("fail-0",)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: errors never read in a run that restarts "
-                   "(continue-as-new) are dropped silently: WorkflowRestarted carries no "
-                   "ignored_errors and no warning is logged")
 def test_untouched_error_in_a_restarted_run_warns(make_workflow, caplog) -> None:
     w = (make_workflow(A.IgnoreErrorThenRestart)
          .conf_activity("fail", A.fail_with)

@@ -150,8 +150,6 @@ def test_wait_waits_for_the_workflows_own_stragglers(make_workflow, calls_file) 
     assert A.calls(path, "end") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: run(_wait=True) does not wait for tasks still "
-                   "running inside a sub-workflow that has already returned its result")
 def test_wait_waits_for_sub_workflow_stragglers(make_workflow, calls_file) -> None:
     path = calls_file()
     child = make_workflow(A.FirstOfSlow).conf_activity("slow", A.slow)

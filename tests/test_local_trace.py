@@ -195,10 +195,6 @@ def _slow_late_facts(monkeypatch, delay: float) -> None:
     monkeypatch.setattr(local_engine.LocalEngine, "_decide", slow_decide)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: run(_wait=True, _trace=True) builds the trace "
-                   "as soon as the stragglers have ended, without waiting for the decider "
-                   "thread to append their late results to the history, so the trace can "
-                   "miss them")
 def test_waited_for_late_results_appear_in_the_trace(make_workflow, calls_file,
                                                      monkeypatch) -> None:
     _slow_late_facts(monkeypatch, 0.1)

@@ -115,9 +115,14 @@ class WorkflowFailed:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRestarted:
-    """Continue as new: the run closed and a new run starts with ``input``."""
+    """Continue as new: the run closed and a new run starts with ``input``.
+
+    ``ignored_errors`` is as for :class:`WorkflowCompleted`: errors of this run
+    that the workflow never looked at.
+    """
 
     input: str
+    ignored_errors: tuple[str, ...] = ()
     at: float = _stamp()
 
 

@@ -302,11 +302,10 @@ class Execution:
             self._close_with(WorkflowFailed(error))
             return
         encoded = self.codec.encode(unwrap(payload))
+        ignored = tuple(f.call_id for f in self._futures.values() if f.failed and not f.observed)
         if isinstance(value, Restart):
-            self._close_with(WorkflowRestarted(encoded))
+            self._close_with(WorkflowRestarted(encoded, ignored))
         else:
-            ignored = tuple(f.call_id for f in self._futures.values()
-                            if f.failed and not f.observed)
             self._close_with(WorkflowCompleted(encoded, ignored))
 
     def _close_with(self, decision: Decision) -> None:

@@ -124,16 +124,21 @@ class LocalWorkflow:
         with self._engine_lock:
             if self._engine is None:
                 executor = self._executor_choice
+                owns_executor = isinstance(executor, type)
                 if isinstance(executor, type):
                     # Both pool classes take max_workers; Executor itself doesn't say so.
                     executor = executor(max_workers=self.activity_workers)  # type: ignore[call-arg]
                 self._engine = LocalEngine(name=self.name, executor=executor,
+                                           owns_executor=owns_executor,
                                            workflow_workers=self.workflow_workers,
                                            cache_size=self.cache_size, codec=self.codec)
             return self._engine
 
     def close(self) -> None:
-        """Stop this workflow's threads and pool (runs still going are abandoned)."""
+        """Stop this workflow's threads, and the pool it made (not one passed in).
+
+        Runs still going are abandoned; activities already running are waited for.
+        """
         with self._engine_lock:
             engine, self._engine = self._engine, None
         if engine is not None:
@@ -169,7 +174,7 @@ class LocalRun:
         if not self._chain.closed.wait(timeout):
             raise TimeoutError(f"run {self.run_ids[-1]} did not finish in {timeout} s")
         if wait_for_tasks:
-            self._chain.wait_for_tasks()
+            self._chain.wait_settled()
         outcome = self._chain.outcome
         if isinstance(outcome, WorkflowCompleted):
             return self._codec.decode(outcome.result)

@@ -81,21 +81,33 @@ class Chain:
     runs: list[Run] = field(default_factory=list)
     outcome: Closing | None = None
     closed: threading.Event = field(default_factory=threading.Event)
-    running_tasks: int = 0
-    tasks_idle: threading.Condition = field(default_factory=threading.Condition)
+    # Running attempts plus facts posted but not yet in a history: the chain is
+    # settled when both are done, so a waiter sees every late result recorded.
+    unsettled: int = 0
+    settled: threading.Condition = field(default_factory=threading.Condition)
 
-    def task_started(self) -> None:
-        with self.tasks_idle:
-            self.running_tasks += 1
+    def add_work(self) -> None:
+        with self.settled:
+            self.unsettled += 1
 
-    def task_ended(self) -> None:
-        with self.tasks_idle:
-            self.running_tasks -= 1
-            self.tasks_idle.notify_all()
+    def end_work(self, count: int = 1) -> None:
+        with self.settled:
+            self.unsettled -= count
+            self.settled.notify_all()
 
-    def wait_for_tasks(self, timeout: float | None = None) -> bool:
-        with self.tasks_idle:
-            return self.tasks_idle.wait_for(lambda: self.running_tasks == 0, timeout)
+    def wait_settled(self, timeout: float | None = None) -> bool:
+        """Wait until no attempt of this chain or of its sub-workflows runs, and
+        every fact about them is in a history.  False if ``timeout`` ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.settled:
+            if not self.settled.wait_for(lambda: self.unsettled == 0, timeout):
+                return False
+        # Sub-workflows have closed by now (their attempts have ended), but
+        # their own stragglers may still run.
+        children = [child for run in self.runs for child in run.children.values()]
+        return all(child.wait_settled(None if deadline is None
+                                      else max(0.0, deadline - time.monotonic()))
+                   for child in children)
 
 
 @dataclass(eq=False)
@@ -103,6 +115,7 @@ class Attempt:
     run: Run
     task: TaskScheduled
     started: float | None = None  # monotonic
+    started_at: float | None = None  # wall clock, for sub-workflows' facts
     last_beat: float = 0.0
     details: str | None = None
     future: Future[AttemptOutcome] | None = None
@@ -111,10 +124,11 @@ class Attempt:
 class LocalEngine:
     """Threads, pools and timers shared by every run of one LocalWorkflow."""
 
-    def __init__(self, *, name: str, executor: Executor, workflow_workers: int,
-                 cache_size: int, codec: Codec) -> None:
+    def __init__(self, *, name: str, executor: Executor, owns_executor: bool,
+                 workflow_workers: int, cache_size: int, codec: Codec) -> None:
         self._codec = codec
         self._executor = executor
+        self._owns_executor = owns_executor
         self._lock = threading.Lock()
         self._attempts: dict[str, Attempt] = {}
         self._shards = itertools.count()
@@ -144,20 +158,25 @@ class LocalEngine:
         self._post(run, WorkflowStarted(encoded_input))
 
     def _post(self, run: Run, fact: Fact) -> None:
+        run.chain.add_work()
         self._deciders.post(run, stamped(fact, time.time()), run.shard)
 
     def _decide(self, decider: Decider, run: Run, facts: list[Fact]) -> None:
         """On the run's decider thread: facts in, decisions committed and carried out."""
-        if run.closed:
-            run.history.extend(facts)  # late facts are recorded, and ignored
-            return
-        decisions = decider.decide(run.run_id, run.chain.config.definition, run.history, facts)
-        now = time.time()
-        run.history.extend(facts)
-        committed = [stamped(d, now) for d in decisions]
-        run.history.extend(committed)
-        for decision in committed:
-            self._carry_out(run, decision)  # type: ignore[arg-type]
+        try:
+            if run.closed:
+                run.history.extend(facts)  # late facts are recorded, and ignored
+                return
+            decisions = decider.decide(run.run_id, run.chain.config.definition, run.history,
+                                       facts)
+            now = time.time()
+            run.history.extend(facts)
+            committed = [stamped(d, now) for d in decisions]
+            run.history.extend(committed)
+            for decision in committed:
+                self._carry_out(run, decision)  # type: ignore[arg-type]
+        finally:
+            run.chain.end_work(len(facts))
 
     def _carry_out(self, run: Run, decision: Decision) -> None:
         if isinstance(decision, TaskScheduled):
@@ -167,16 +186,15 @@ class LocalEngine:
                                     lambda: self._post(run, TimerFired(decision.key)))
         elif isinstance(decision, WorkflowRestarted):
             run.closed = True
+            _warn_ignored_errors(run, decision.ignored_errors)
             self._start_run(run.chain, decision.input)
         else:
             run.closed = True
+            if isinstance(decision, WorkflowCompleted):
+                _warn_ignored_errors(run, decision.ignored_errors)
             self._close_chain(run.chain, decision)
 
     def _close_chain(self, chain: Chain, outcome: Closing) -> None:
-        if isinstance(outcome, WorkflowCompleted) and outcome.ignored_errors:
-            log.warning("workflow %s finished, but never read the errors of %s; "
-                        "see the trace or the history for details", chain.config.name,
-                        ", ".join(outcome.ignored_errors))
         chain.outcome = outcome
         chain.closed.set()
         if chain.on_close is not None:
@@ -189,7 +207,7 @@ class LocalEngine:
         token = f"{run.run_id}/{task.key}"
         with self._lock:
             self._attempts[token] = attempt
-        run.chain.task_started()
+        run.chain.add_work()
         if task.schedule_to_start is not None:
             self._timers.call_later(task.schedule_to_start,
                                     lambda: self._time_out(token, "schedule_to_start"))
@@ -197,13 +215,14 @@ class LocalEngine:
         try:
             if task.kind == "workflow":
                 attempt.started = time.monotonic()
+                attempt.started_at = time.time()
                 self._arm_running_timeouts(token, task)
                 run.children[task.key] = config.children[task.dependency](
                     task.input, lambda child: self._child_closed(attempt, child))
                 return
             attempt.future = self._executor.submit(
-                execute_activity, config.activities[task.dependency], token, task.input,
-                self._codec, self._reporter)
+                execute_activity, config.activities[task.dependency], token, task.key,
+                task.input, self._codec, self._reporter)
         except Exception as exc:  # noqa: BLE001 - e.g. a pool that is shut down or broken
             self._finish_attempt(token, attempt, TaskFailed(task.key, ErrorInfo.from_exception(
                 FlowyError(f"{task.key} could not be started: {exc}"))))
@@ -213,7 +232,7 @@ class LocalEngine:
     def _activity_done(self, token: str, attempt: Attempt, future: Future[AttemptOutcome]
                        ) -> None:
         if future.cancelled():  # it timed out in the queue and never ran
-            attempt.run.chain.task_ended()
+            attempt.run.chain.end_work()
             return
         try:
             outcome = future.result()
@@ -228,16 +247,17 @@ class LocalEngine:
 
     def _child_closed(self, attempt: Attempt, child: Chain) -> None:
         outcome = child.outcome
-        fact: Fact = (TaskCompleted(attempt.task.key, outcome.result)
+        key, started_at = attempt.task.key, attempt.started_at
+        fact: Fact = (TaskCompleted(key, outcome.result, started_at)
                       if isinstance(outcome, WorkflowCompleted) else
-                      TaskFailed(attempt.task.key, outcome.error))  # type: ignore[union-attr]
+                      TaskFailed(key, outcome.error, started_at))  # type: ignore[union-attr]
         self._finish_attempt(f"{attempt.run.run_id}/{attempt.task.key}", attempt, fact)
 
     def _finish_attempt(self, token: str, attempt: Attempt, fact: Fact) -> None:
         with self._lock:
             self._attempts.pop(token, None)
         self._post(attempt.run, fact)
-        attempt.run.chain.task_ended()
+        attempt.run.chain.end_work()
 
     def _arm_running_timeouts(self, token: str, task: TaskScheduled) -> None:
         if task.start_to_close is not None:
@@ -295,6 +315,17 @@ class LocalEngine:
             self._reporter.put(None)
             self._report_pump.join()
             self._manager.shutdown()
+        if self._owns_executor:
+            # Queued attempts are dropped; running ones are waited for, since a
+            # thread can't be killed and a killed process would break the pool.
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _warn_ignored_errors(run: Run, call_ids: tuple[str, ...]) -> None:
+    if call_ids:
+        log.warning("workflow %s (run %s) closed, but never read the errors of %s; "
+                    "see the trace or the history for details",
+                    run.chain.config.name, run.run_id, ", ".join(call_ids))
 
 
 class _DirectReporter:

@@ -178,7 +178,8 @@ class _Builder:
             result=closing.result if isinstance(closing, WorkflowCompleted) else None,
             error=closing.error if isinstance(closing, WorkflowFailed) else None,
             next_input=closing.input if isinstance(closing, WorkflowRestarted) else None,
-            ignored_errors=(closing.ignored_errors if isinstance(closing, WorkflowCompleted)
+            ignored_errors=(closing.ignored_errors
+                            if isinstance(closing, (WorkflowCompleted, WorkflowRestarted))
                             else ()),
             ignored=tuple(self.ignored),
         )

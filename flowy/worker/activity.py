@@ -60,12 +60,12 @@ def heartbeat(details: Any = None) -> None:
                   None if details is None else details[:HEARTBEAT_DETAILS_LIMIT]))
 
 
-def execute_activity(function: Callable[..., Any], key: str, encoded_input: str, codec: Codec,
-                     reporter: Reporter) -> AttemptOutcome:
-    """Run one attempt; report its start; return its outcome."""
+def execute_activity(function: Callable[..., Any], token: str, key: str, encoded_input: str,
+                     codec: Codec, reporter: Reporter) -> AttemptOutcome:
+    """Run one attempt of task ``key``; report its start under ``token``; return its outcome."""
     started_at = time.time()
-    reporter.put(("started", key, started_at, None))
-    token = _current.set((key, reporter))
+    reporter.put(("started", token, started_at, None))
+    context = _current.set((token, reporter))
     try:
         try:
             args, kwargs = codec.decode(encoded_input)
@@ -82,4 +82,4 @@ def execute_activity(function: Callable[..., Any], key: str, encoded_input: str,
             raise
         return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())
     finally:
-        _current.reset(token)
+        _current.reset(context)
