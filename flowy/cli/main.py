@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import aws as _aws
 from . import bench as _bench
 
 
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="disable the decider cache (cache_size=0): replay the whole "
                             "history for each decision, as the original Flowy did")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _aws.add_commands(commands)
     return parser
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                                0 if args.replay_every_decision else 1000)
         _bench.print_figures(figures, args.json)
         return 0 if all(f.correct for f in figures) else 1
+    if args.command in _aws.COMMANDS:
+        return _aws.run(args)
     return 2
 
 

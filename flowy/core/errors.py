@@ -37,6 +37,17 @@ class ErrorInfo:
             type_mro=tuple(qualified_name(t) for t in type(exc).__mro__ if t is not object),
         )
 
+    def to_dict(self) -> dict[str, object]:
+        return {"message": self.message, "type_name": self.type_name,
+                "traceback": self.traceback, "type_mro": list(self.type_mro)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ErrorInfo:
+        mro = data.get("type_mro") or ()
+        return cls(message=str(data["message"]), type_name=str(data["type_name"]),
+                   traceback=str(data.get("traceback", "")),
+                   type_mro=tuple(str(t) for t in mro))  # type: ignore[attr-defined]
+
 
 def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -48,6 +59,10 @@ class FlowyError(Exception):
 
 class ConfigurationError(FlowyError, ValueError):
     """A workflow or a dependency is configured wrongly; the message says how to fix it."""
+
+
+class ServiceError(FlowyError):
+    """A backing service (DynamoDB, SQS, S3) refused or failed a request we can't retry."""
 
 
 class EncodeError(FlowyError, TypeError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .errors import ErrorInfo
 
@@ -130,6 +130,7 @@ Fact = WorkflowStarted | TaskCompleted | TaskFailed | TaskTimedOut | TimerFired
 Decision = (TaskScheduled | TimerStarted | WorkflowCompleted | WorkflowFailed
             | WorkflowRestarted)
 Event = Fact | Decision
+E = TypeVar("E", bound=Event)
 
 FACT_TYPES: tuple[type, ...] = (WorkflowStarted, TaskCompleted, TaskFailed, TaskTimedOut,
                                 TimerFired)
@@ -143,7 +144,7 @@ def is_decision(event: Event) -> bool:
     return isinstance(event, DECISION_TYPES)
 
 
-def stamped(event: Event, at: float) -> Event:
+def stamped(event: E, at: float) -> E:
     """The same event with the engine's time stamp."""
     return dataclasses.replace(event, at=at)
 

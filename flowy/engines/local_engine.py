@@ -174,7 +174,7 @@ class LocalEngine:
             committed = [stamped(d, now) for d in decisions]
             run.history.extend(committed)
             for decision in committed:
-                self._carry_out(run, decision)  # type: ignore[arg-type]
+                self._carry_out(run, decision)
         finally:
             run.chain.end_work(len(facts))
 

@@ -10,10 +10,11 @@ engine's process.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,19 +68,48 @@ def execute_activity(function: Callable[..., Any], token: str, key: str, encoded
     reporter.put(("started", token, started_at, None))
     context = _current.set((token, reporter))
     try:
-        try:
-            args, kwargs = codec.decode(encoded_input)
-        except EncodeError as exc:
-            raise EncodeError(f"the input of {key} can't be decoded: {exc}") from exc
-        value = function(*args, **kwargs)
-        try:
-            result = codec.encode(value)
-        except EncodeError as exc:
-            raise EncodeError(f"the result of {key} can't be encoded: {exc}") from exc
-        return AttemptOutcome(key, result, None, started_at, time.time())
+        args, kwargs = _decode_input(codec, key, encoded_input)
+        return _succeeded(codec, key, function(*args, **kwargs), started_at)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, FlowyError):
-            raise
-        return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())
+        return _failed(key, exc, started_at)
     finally:
         _current.reset(context)
+
+
+async def execute_activity_async(function: Callable[..., Awaitable[Any]], token: str, key: str,
+                                 encoded_input: str, codec: Codec,
+                                 reporter: Reporter) -> AttemptOutcome:
+    """:func:`execute_activity` for a coroutine function, on the running event loop."""
+    started_at = time.time()
+    reporter.put(("started", token, started_at, None))
+    context = _current.set((token, reporter))
+    try:
+        args, kwargs = _decode_input(codec, key, encoded_input)
+        return _succeeded(codec, key, await function(*args, **kwargs), started_at)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
+        return _failed(key, exc, started_at)
+    finally:
+        _current.reset(context)
+
+
+def _decode_input(codec: Codec, key: str, encoded_input: str) -> tuple[Any, Any]:
+    try:
+        args, kwargs = codec.decode(encoded_input)
+    except (EncodeError, TypeError, ValueError) as exc:
+        raise EncodeError(f"the input of {key} can't be decoded: {exc}") from exc
+    return args, kwargs
+
+
+def _succeeded(codec: Codec, key: str, value: Any, started_at: float) -> AttemptOutcome:
+    try:
+        result = codec.encode(value)
+    except EncodeError as exc:
+        raise EncodeError(f"the result of {key} can't be encoded: {exc}") from exc
+    return AttemptOutcome(key, result, None, started_at, time.time())
+
+
+def _failed(key: str, exc: BaseException, started_at: float) -> AttemptOutcome:
+    if (isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError))
+            and not isinstance(exc, FlowyError)):
+        raise exc
+    return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())

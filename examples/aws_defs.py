@@ -1,0 +1,23 @@
+"""Workflows declared for the AWS engine: the same classes and functions as the
+local examples, with names, versions and task lists added outside the code.
+
+``flowy dev examples.aws_defs`` serves them on an embedded local AWS;
+``flowy demo`` runs ``example`` end to end.
+"""
+
+from __future__ import annotations
+
+from examples import subworkflow, toy
+from flowy import RetryPolicy
+from flowy.aws import AWSWorkflow
+
+example = (AWSWorkflow(toy.ExampleWorkflow, name="example", version="1")
+           .conf_activity("square", toy.square, timeout=30)
+           .conf_activity("sum", toy.add, retry=RetryPolicy(max_attempts=3, initial_delay=1)))
+
+sum_range = AWSWorkflow(subworkflow.SumRange, name="sum_range").conf_activity(
+    "add", subworkflow.add)
+
+two_halves = (AWSWorkflow(subworkflow.TwoHalves, name="two_halves")
+              .conf_workflow("sum_range", sum_range)
+              .conf_activity("add", subworkflow.add))

@@ -1,0 +1,134 @@
+"""Starting runs and looking at them: the user's side of the AWS engine."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from ..codec import DEFAULT_CODEC
+from ..core.codec import Codec
+from ..core.errors import FlowyError, TaskError
+from ..core.events import Event, TaskScheduled, WorkflowStarted, stamped
+from ..tracing import Trace, build_run_trace
+from .backend import Backend
+from .decider import child_run_id
+from .definitions import AWSWorkflow
+from .settings import AWSSettings
+from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord, fact_id
+
+
+class RunNotFound(FlowyError, LookupError):
+    """No run has this id in the namespace."""
+
+
+class FlowyClient:
+    """Start runs, wait for them, list them, read their histories and traces."""
+
+    def __init__(self, settings: AWSSettings | None = None,
+                 backend: Backend | None = None) -> None:
+        self.backend = backend or Backend.connect(settings)
+        self.store = self.backend.store
+        self.workflows: dict[str, AWSWorkflow] = {}  # codecs of the workflows started here
+
+    def start(self, workflow: AWSWorkflow, *args: Any, workflow_id: str | None = None,
+              **kwargs: Any) -> RunHandle:
+        """Start a run of ``workflow`` with these arguments and return at once.
+
+        With ``workflow_id``, at most one run ever starts for that id: starting
+        it again returns the run that the first start made.
+        """
+        encoded = workflow.codec.encode([list(args), kwargs])
+        self.workflows[workflow.ref] = workflow
+        run_id = uuid.uuid4().hex
+        if workflow_id is not None:
+            owner = self.store.claim_workflow_id(workflow_id, run_id)
+            if owner != run_id and self.store.get_run(owner) is not None:
+                return RunHandle(self, owner)
+            run_id = owner  # a start that died before creating its run: finish it
+        now = time.time()
+        self.store.create_run(RunRecord(run_id, workflow.ref, input=encoded, started_at=now,
+                                        workflow_id=workflow_id))
+        started = stamped(WorkflowStarted(encoded), now)
+        self.store.add_fact(run_id, started)
+        self.backend.queues.notify([(run_id, fact_id(started))])
+        return RunHandle(self, run_id)
+
+    def status(self, run_id: str) -> RunRecord:
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id} in namespace {self.backend.settings.namespace}; "
+                              "check the id and FLOWY_NAMESPACE")
+        return record
+
+    def last_run(self, run_id: str) -> RunRecord:
+        """The run's record, or that of the run it restarted as (continue-as-new)."""
+        record = self.status(run_id)
+        while record.status == RESTARTED and record.next_run is not None:
+            record = self.status(record.next_run)
+        return record
+
+    def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> Any:
+        """The run's result (following restarts); raises TaskError if it failed
+        and TimeoutError if it is not done within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.last_run(run_id)
+            if record.status == COMPLETED:
+                return self._codec(record).decode(record.result or "null")
+            if record.status == FAILED:
+                assert record.error is not None
+                raise TaskError.from_info(record.error)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} is still {record.status} after {timeout} s")
+            time.sleep(poll)
+
+    def _codec(self, record: RunRecord) -> Codec:
+        workflow = self.workflows.get(record.workflow)
+        return workflow.codec if workflow is not None else DEFAULT_CODEC
+
+    def list_runs(self, workflow: str | None = None, status: str | None = None,
+                  limit: int = 50) -> list[RunRecord]:
+        """Runs, newest first; ``workflow`` is a name or ``name@version``."""
+        return self.store.list_runs(workflow, status, limit)
+
+    def history(self, run_id: str) -> list[Event]:
+        self.status(run_id)
+        return [e for _, events in self.store.read_batches(run_id) for e in events]
+
+    def trace(self, run_id: str) -> Trace:
+        """The trace of the run and the runs it restarted as, sub-workflows nested."""
+        runs = []
+        record: RunRecord | None = self.status(run_id)
+        while record is not None:
+            history = self.history(record.run_id)
+            children = {e.key: self.trace(child_run_id(record.run_id, e.key))
+                        for e in history
+                        if isinstance(e, TaskScheduled) and e.kind == "workflow"
+                        and self.store.get_run(child_run_id(record.run_id, e.key))}
+            runs.append(build_run_trace(record.workflow, record.run_id, history, children))
+            record = self.store.get_run(record.next_run) if record.next_run else None
+        return Trace(runs=tuple(runs))
+
+
+class RunHandle:
+    """A started run: its id, status and result."""
+
+    def __init__(self, client: FlowyClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def status(self) -> str:
+        return self.client.last_run(self.run_id).status
+
+    def done(self) -> bool:
+        return self.status() in (COMPLETED, FAILED)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self.client.wait(self.run_id, timeout)
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id}>"
+
+
+__all__ = ["OPEN", "FlowyClient", "RunHandle", "RunNotFound"]

@@ -1,0 +1,383 @@
+"""The AWS decider: notifications in, committed decisions and their messages out.
+
+For each run with news, a decider reads the run's inbox, gives the new facts
+to the core, commits the facts and decisions as the next history batch with
+a conditional write, then sends what the decisions ask for (activity tasks,
+timers, sub-workflow starts, the parent's result) and only then records the
+batch as sent and deletes the notifications.  A crash anywhere leaves the
+notification to come back: before the commit nothing happened; after it,
+the next decider finds the batch unsent and sends it again.
+
+Runs are spread over ``threads`` threads by run id, each thread with its own
+:class:`~flowy.core.replay.Decider` (live runs are greenlets, bound to a
+thread), and each keeps the histories of its recent runs, so a decision for
+a cached run reads only the inbox, never the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import ServiceError
+from ..core.events import (
+    Decision,
+    Event,
+    Fact,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskTimedOut,
+    TimerFired,
+    TimerStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowRestarted,
+    WorkflowStarted,
+    is_decision,
+    stamped,
+)
+from ..core.replay import Decider, is_closed
+from ..worker.deciders import DeciderThreads
+from .definitions import AWSWorkflow, Registry
+from .messages import MalformedMessage, Notification, TaskMessage, TimerMessage, parse
+from .payloads import Payloads
+from .queues import Queues, timer_delay
+from .store import COMPLETED, FAILED, RESTARTED, HistoryStore, RunRecord, fact_id
+
+log = logging.getLogger("flowy.aws.decider")
+
+COMMIT_ATTEMPTS = 5
+FOLLOW_UP_ROUNDS = 3
+
+
+def child_run_id(run_id: str, key: str) -> str:
+    """The id of the sub-workflow run started by attempt ``key``: the same on a re-send."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowy:{run_id}/{key}").hex
+
+
+def restarted_run_id(run_id: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowy:{run_id}/restart").hex
+
+
+@dataclass
+class RunState:
+    """A run's history as this decider last saw it."""
+
+    record: RunRecord
+    workflow: AWSWorkflow
+    history: list[Event] = field(default_factory=list)
+    version: int = 0
+    seen: set[str] = field(default_factory=set)
+    last_decisions: list[Decision] = field(default_factory=list)
+
+    def append(self, events: list[Event]) -> None:
+        self.version += 1
+        self.history.extend(events)
+        self.seen.update(fact_id(e) for e in events if not is_decision(e))  # type: ignore[arg-type]
+        self.last_decisions = [e for e in events if is_decision(e)]  # type: ignore[misc]
+
+
+@dataclass
+class Outbox:
+    """The messages one batch of decisions sends, gathered so they go out in batches."""
+
+    tasks: list[tuple[str, TaskMessage]] = field(default_factory=list)
+    timers: list[TimerMessage] = field(default_factory=list)
+    notifications: list[tuple[str, str]] = field(default_factory=list)
+
+
+class DecisionMaker:
+    """Decides for runs; shared by the decider threads of one process."""
+
+    def __init__(self, registry: Registry, store: HistoryStore, queues: Queues,
+                 payloads: Payloads, cache_size: int = 1000) -> None:
+        self.registry = registry
+        self.store = store
+        self.queues = queues
+        self.payloads = payloads
+        self.cache_size = cache_size
+        self._states: OrderedDict[str, RunState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- one run --------------------------------------------------------------
+
+    def handle(self, decider: Decider, run_id: str, release: Callable[[], None]) -> None:
+        """Bring ``run_id`` up to date with its inbox.
+
+        ``release`` deletes the notifications that brought the run here; it is
+        called once their facts are committed and sent.  Facts that arrived
+        meanwhile are then decided at once: their own notifications, still in
+        the queue, cover a crash, and would otherwise wait behind ours in the
+        run's FIFO group.
+        """
+        conflicts = rounds = 0
+        while True:
+            state = self._state(run_id)
+            if state is None:
+                log.warning("notification for unknown run %s dropped", run_id)
+                release()
+                return
+            try:
+                decided = self._decide(decider, state)
+            except BaseException:
+                self._forget(decider, run_id)
+                raise
+            if decided is None:
+                conflicts += 1
+                self._forget(decider, run_id)
+                if conflicts >= COMMIT_ATTEMPTS:
+                    raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row "
+                                       "to other deciders; its notification will come back")
+                log.info("run %s: another decider committed first; retrying on fresh history",
+                         run_id)
+                continue
+            rounds += 1
+            if rounds == 1:
+                release()
+            if not decided or is_closed(state.history) or rounds > FOLLOW_UP_ROUNDS:
+                return
+
+    def _decide(self, decider: Decider, state: RunState) -> int | None:
+        """Decide on the waiting facts: how many were new, or None if another
+        decider committed this version first."""
+        run_id = state.record.run_id
+        inbox = self.store.read_inbox(run_id)
+        fresh = [fact for _, fact in inbox if fact_id(fact) not in state.seen]
+        if fresh:
+            decisions = decider.decide(run_id, state.workflow.definition, state.history, fresh)
+            now = time.time()
+            committed: list[Decision] = [stamped(d, now) for d in decisions]
+            events: list[Event] = [*fresh, *committed]
+            if not self.store.commit(run_id, state.version + 1, events):
+                return None
+            state.append(events)
+            self._carry_out(state, committed)
+        if inbox:
+            self.store.consume(run_id, inbox, state.version)
+        return len(fresh)
+
+    def _state(self, run_id: str) -> RunState | None:
+        with self._lock:
+            state = self._states.pop(run_id, None)
+            if state is not None:
+                self._states[run_id] = state
+                return state
+        record = self.store.get_run(run_id)
+        if record is None:
+            return None
+        state = RunState(record, self.registry.workflow(record.workflow))
+        for _version, events in self.store.read_batches(run_id):
+            state.append(events)
+        if state.version and self.store.sent_version(run_id) < state.version:
+            log.info("run %s: batch %d was committed but maybe not sent; sending it again",
+                     run_id, state.version)
+            self._carry_out(state, state.last_decisions)
+            self.store.consume(run_id, [], state.version)
+        with self._lock:
+            self._states[run_id] = state
+            while len(self._states) > self.cache_size:
+                self._states.popitem(last=False)
+        return state
+
+    def _forget(self, decider: Decider, run_id: str) -> None:
+        decider.forget(run_id)
+        with self._lock:
+            self._states.pop(run_id, None)
+
+    # -- carrying decisions out -------------------------------------------------
+
+    def _carry_out(self, state: RunState, decisions: list[Decision]) -> None:
+        outbox = Outbox()
+        closing: Decision | None = None
+        for decision in decisions:
+            if isinstance(decision, TaskScheduled):
+                self._schedule(state, decision, outbox)
+            elif isinstance(decision, TimerStarted):
+                outbox.timers.append(TimerMessage(run=state.record.run_id, key=decision.key,
+                                                  kind="timer",
+                                                  fire_at=decision.at + decision.delay))
+            else:
+                closing = decision
+        if outbox.tasks:
+            self.queues.send_tasks(outbox.tasks)
+        if outbox.timers:
+            self.queues.send_timers(outbox.timers)
+        if closing is not None:
+            self._close(state, closing, outbox)
+        if outbox.notifications:
+            self.queues.notify(outbox.notifications)
+
+    def _schedule(self, state: RunState, task: TaskScheduled, outbox: Outbox) -> None:
+        run_id = state.record.run_id
+        if task.schedule_to_start is not None and task.kind == "activity":
+            outbox.timers.append(TimerMessage(run=run_id, key=task.key,
+                                              kind="schedule_to_start",
+                                              fire_at=task.at + task.schedule_to_start))
+        if task.kind == "activity":
+            binding = state.workflow.activities[task.dependency]
+            outbox.tasks.append((binding.task_list, TaskMessage(
+                run=run_id, key=task.key, activity=binding.ref,
+                input=self.payloads.pack(task.input), start_to_close=task.start_to_close,
+                heartbeat=task.heartbeat, schedule_to_start=task.schedule_to_start)))
+            return
+        child = state.workflow.children[task.dependency]
+        child_id = child_run_id(run_id, task.key)
+        self._start_run(RunRecord(child_id, child.ref, input=task.input, started_at=task.at,
+                                  parent_run=run_id, parent_key=task.key), outbox)
+        if task.start_to_close is not None:
+            outbox.timers.append(TimerMessage(run=run_id, key=task.key, kind="start_to_close",
+                                              fire_at=task.at + task.start_to_close))
+
+    def _start_run(self, record: RunRecord, outbox: Outbox) -> None:
+        self.store.create_run(record)
+        started = WorkflowStarted(record.input, at=record.started_at)
+        self.store.add_fact(record.run_id, started)
+        outbox.notifications.append((record.run_id, fact_id(started)))
+
+    def _close(self, state: RunState, closing: Decision, outbox: Outbox) -> None:
+        record = state.record
+        ignored = getattr(closing, "ignored_errors", ())
+        if ignored:
+            log.warning("workflow %s (run %s) closed, but never read the errors of %s",
+                        record.workflow, record.run_id, ", ".join(ignored))
+        if isinstance(closing, WorkflowRestarted):
+            next_id = restarted_run_id(record.run_id)
+            self._start_run(RunRecord(
+                next_id, record.workflow, input=closing.input, started_at=closing.at,
+                workflow_id=record.workflow_id, parent_run=record.parent_run,
+                parent_key=record.parent_key, prev_run=record.run_id), outbox)
+            self.store.close_run(record.run_id, RESTARTED, closing.at, next_run=next_id)
+            return
+        if record.parent_run is not None and record.parent_key is not None:
+            outcome: Fact
+            if isinstance(closing, WorkflowCompleted):
+                outcome = TaskCompleted(record.parent_key, closing.result, record.started_at)
+            else:
+                assert isinstance(closing, WorkflowFailed)
+                outcome = TaskFailed(record.parent_key, closing.error, record.started_at)
+            if self.store.add_outcome(record.parent_run, stamped(outcome, closing.at)):
+                outbox.notifications.append((record.parent_run, fact_id(outcome)))
+        if isinstance(closing, WorkflowCompleted):
+            self.store.close_run(record.run_id, COMPLETED, closing.at, result=closing.result)
+        elif isinstance(closing, WorkflowFailed):
+            self.store.close_run(record.run_id, FAILED, closing.at, error=closing.error)
+
+
+class TimerKeeper:
+    """Fires durable timers and enforces attempt timeouts from the timer queue."""
+
+    def __init__(self, store: HistoryStore, queues: Queues) -> None:
+        self.store = store
+        self.queues = queues
+
+    def handle(self, timer: TimerMessage) -> None:
+        now = time.time()
+        if timer_delay(timer.fire_at, now) > 0:
+            self.queues.send_timers([timer])  # SQS delays stop at 15 minutes: re-arm
+            return
+        fact = self._fact_for(timer, now)
+        if fact is None:
+            return
+        added = (self.store.add_fact(timer.run, fact) if isinstance(fact, TimerFired)
+                 else self.store.add_outcome(timer.run, fact))
+        if added:
+            self.queues.notify([(timer.run, fact_id(fact))])
+
+    def _fact_for(self, timer: TimerMessage, now: float) -> Fact | None:
+        if timer.kind == "timer":
+            return stamped(TimerFired(timer.key), now)
+        if self.store.has_outcome(timer.run, timer.key):
+            return None  # the attempt ended in time
+        beat = self.store.get_beat(timer.run, timer.key)
+        details = beat[1] if beat else None
+        if timer.kind == "schedule_to_start" and beat is not None:
+            return None  # it started in time
+        if timer.kind == "heartbeat" and beat is not None and timer.limit is not None:
+            due = beat[0] + timer.limit
+            if due > now:
+                self.queues.send_timers([timer.model_copy(update={"fire_at": due})])
+                return None
+        return stamped(TaskTimedOut(timer.key, timer.kind, details), now)
+
+
+class DeciderService:
+    """A decider process's loops: decision notifications and timers."""
+
+    def __init__(self, registry: Registry, store: HistoryStore, queues: Queues,
+                 payloads: Payloads, *, threads: int = 2, cache_size: int = 1000,
+                 poll_wait: int = 20) -> None:
+        self.maker = DecisionMaker(registry, store, queues, payloads, cache_size)
+        self.timers = TimerKeeper(store, queues)
+        self.queues = queues
+        self.poll_wait = poll_wait
+        self._lease = queues.settings.visibility_timeout
+        self._threads = DeciderThreads(threads, self._handle_run, cache_size, "flowy-decider")
+
+    def _handle_run(self, decider: Decider, run_id: str, receipts: list[str]) -> None:
+        queue = self.queues.settings.decision_queue
+
+        try:
+            self.maker.handle(decider, run_id, lambda: self.queues.delete(queue, receipts))
+        except Exception:
+            log.exception("decision for run %s failed; its notification will come back",
+                          run_id)
+
+    def poll_decisions(self) -> int:
+        """One receive from the decision queue; returns how many messages came."""
+        messages = self.queues.receive(self.queues.settings.decision_queue,
+                                       wait=self.poll_wait, visibility=self._lease)
+        self._dispatch(messages)
+        return len(messages)
+
+    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            try:
+                note: Notification = parse(Notification, message["Body"])  # type: ignore
+            except MalformedMessage as exc:
+                self.queues.dead_letter(self.queues.settings.decision_queue, message, str(exc))
+                continue
+            self._threads.post(note.run, message["ReceiptHandle"], zlib.crc32(note.run.encode()))
+
+    def poll_timers(self) -> int:
+        queue = self.queues.settings.timer_queue
+        messages = self.queues.receive(queue, wait=self.poll_wait)
+        done = []
+        for message in messages:
+            try:
+                self.timers.handle(parse(TimerMessage, message["Body"]))  # type: ignore[arg-type]
+            except MalformedMessage as exc:
+                self.queues.dead_letter(queue, message, str(exc))
+                continue
+            except Exception:
+                log.exception("timer message %s failed; it will come back",
+                              message.get("MessageId"))
+                continue
+            done.append(message["ReceiptHandle"])
+        if done:
+            self.queues.delete(queue, done)
+        return len(messages)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Poll both queues until ``stop`` is set, then finish the decisions in hand."""
+        def loop(poll: Any) -> None:
+            while not stop.is_set():
+                try:
+                    poll()
+                except Exception:
+                    log.exception("polling failed; retrying in 1 s")
+                    stop.wait(1)
+
+        timer_thread = threading.Thread(target=loop, args=(self.poll_timers,),
+                                        name="flowy-timers", daemon=True)
+        timer_thread.start()
+        loop(self.poll_decisions)
+        timer_thread.join()
+        self._threads.close()

@@ -1,0 +1,118 @@
+"""Where a namespace's resources live: names of the table, queues and bucket.
+
+Everything the AWS engine touches is named from one *namespace*, so two
+namespaces in one account never see each other's runs.  Nothing is read at
+import time; :meth:`AWSSettings.from_env` reads the environment when asked.
+boto3 and aioboto3 honour ``AWS_ENDPOINT_URL`` themselves, so pointing the
+engine at an emulator needs no code change; ``endpoint_url`` here only
+overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..core.errors import ConfigurationError
+
+_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
+_TASK_LIST = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+DEFAULT_TASK_LIST = "default"
+
+
+def check_task_list(name: str) -> str:
+    if not _TASK_LIST.match(name):
+        raise ConfigurationError(
+            f"task list {name!r} can't name an SQS queue: use 1 to 40 letters, digits, "
+            "'-' or '_'")
+    return name
+
+
+class AWSSettings(BaseModel):
+    """How to reach one namespace of Flowy resources.
+
+    ``namespace`` prefixes every resource name (lower-case letters, digits and
+    '-', at most 30 characters).  ``bucket`` holds payloads too large for a
+    queue message or a table item; S3 bucket names are global, so set it when
+    deploying to a real account.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str = "dev"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    bucket: str | None = None
+    # Seconds a worker or decider keeps a received message hidden before it
+    # extends the lease again.
+    visibility_timeout: int = Field(default=60, ge=10, le=43200)
+    # Deliveries after which a message goes to its dead-letter queue.
+    max_receives: int = Field(default=5, ge=2, le=1000)
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            raise ValueError(
+                f"namespace {value!r} must be 1 to 30 lower-case letters, digits or '-', "
+                "starting with a letter or digit")
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> AWSSettings:
+        """Settings from ``FLOWY_NAMESPACE``, ``FLOWY_BUCKET``, ``AWS_REGION``
+        (or ``AWS_DEFAULT_REGION``) and ``AWS_ENDPOINT_URL``; ``overrides`` win
+        where they are not None."""
+        values: dict[str, object] = {
+            "namespace": os.environ.get("FLOWY_NAMESPACE"),
+            "bucket": os.environ.get("FLOWY_BUCKET"),
+            "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            "endpoint_url": os.environ.get("AWS_ENDPOINT_URL"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Flowy AWS settings: {exc}") from exc
+
+    # -- resource names -------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        return f"flowy-{self.namespace}"
+
+    @property
+    def table(self) -> str:
+        return self.prefix
+
+    @property
+    def payload_bucket(self) -> str:
+        return self.bucket or f"{self.prefix}-payloads"
+
+    @property
+    def decision_queue(self) -> str:
+        return f"{self.prefix}-decisions.fifo"
+
+    @property
+    def timer_queue(self) -> str:
+        return f"{self.prefix}-timers"
+
+    def task_queue(self, task_list: str) -> str:
+        return f"{self.prefix}-tasks-{check_task_list(task_list)}"
+
+    @staticmethod
+    def dead_letter_queue(queue_name: str) -> str:
+        """The dead-letter queue of ``queue_name`` (FIFO queues keep the suffix)."""
+        if queue_name.endswith(".fifo"):
+            return queue_name[: -len(".fifo")] + "-dlq.fifo"
+        return f"{queue_name}-dlq"
+
+    def client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for ``boto3.client`` / ``aioboto3.Session().client``."""
+        kwargs = {"region_name": self.region}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return kwargs

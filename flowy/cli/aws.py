@@ -1,0 +1,185 @@
+"""``flowy`` commands for the AWS engine: processes, runs, and the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from ..core.errors import ConfigurationError
+from ..core.events import event_to_dict
+
+COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
+            "dev", "demo")
+
+
+def add_commands(commands: Any) -> None:
+    """Add the AWS engine's sub-commands to the ``flowy`` parser."""
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_argument_group("where the namespace lives")
+    group.add_argument("--namespace", help="resource name prefix (default $FLOWY_NAMESPACE "
+                                           "or 'dev')")
+    group.add_argument("--endpoint-url", help="AWS endpoint (default $AWS_ENDPOINT_URL: "
+                                              "real AWS if unset)")
+    group.add_argument("--region", help="AWS region (default $AWS_REGION or us-east-1)")
+    defs = argparse.ArgumentParser(add_help=False)
+    defs.add_argument("definitions", metavar="DEFS",
+                      help="module declaring AWSWorkflows, e.g. examples.aws_defs "
+                           "(or module:attribute)")
+
+    def add(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=help, description=help[0].upper() + help[1:] + ".", parents=list(parents))
+        return parser
+
+    add("setup", "create the namespace's table, queues and bucket", where, defs)
+    decider = add("decider", "run a decider process (decisions and timers)", where, defs)
+    decider.add_argument("--threads", type=int, default=2, help="decision threads")
+    decider.add_argument("--cache-size", type=int, default=1000,
+                         help="live runs kept per thread (0: replay every decision)")
+    decider.add_argument("--poll-wait", type=int, default=20, help="long-poll seconds")
+    worker = add("worker", "run an activity worker process", where, defs)
+    worker.add_argument("--task-list", action="append", dest="task_lists",
+                        help="task list to serve (repeatable; default: all in DEFS)")
+    worker.add_argument("--concurrency", type=int, default=8, help="attempts at once")
+    worker.add_argument("--grace", type=float, default=30.0,
+                        help="seconds running attempts get to finish on SIGTERM")
+    worker.add_argument("--poll-wait", type=int, default=20, help="long-poll seconds")
+    start = add("start", "start a run; prints its id", where, defs)
+    start.add_argument("workflow", help="workflow name or name@version")
+    start.add_argument("args", nargs="*", metavar="ARG",
+                       help="positional arguments, as JSON (plain words are strings)")
+    start.add_argument("--kwargs", default="{}", help="keyword arguments as a JSON object")
+    start.add_argument("--workflow-id", help="at most one run per id: starting it again "
+                                             "returns the existing run")
+    start.add_argument("--wait", action="store_true", help="wait and print the result")
+    start.add_argument("--timeout", type=float, help="seconds to wait at most")
+    for name, text in (("status", "show a run's status"),
+                       ("history", "print a run's history, one event per line (JSON)")):
+        add(name, text, where).add_argument("run_id", metavar="RUN_ID")
+    wait = add("wait", "wait for a run and print its result", where)
+    wait.add_argument("run_id", metavar="RUN_ID")
+    wait.add_argument("--timeout", type=float)
+    listing = add("list", "list runs, newest first", where)
+    listing.add_argument("--workflow", help="name or name@version")
+    listing.add_argument("--status", choices=["open", "completed", "failed", "restarted"])
+    listing.add_argument("--limit", type=int, default=50)
+    trace = add("trace", "render a run's trace (SVG, PNG or DOT by extension)", where)
+    trace.add_argument("run_id", metavar="RUN_ID")
+    trace.add_argument("-o", "--output", default="run.svg")
+    dev = add("dev", "serve DEFS on an embedded local AWS: moto, a decider and a worker",
+              defs)
+    dev.add_argument("--port", type=int, default=4566, help="port of the local AWS")
+    dev.add_argument("--namespace", default="dev")
+    demo = add("demo", "run an example workflow end to end on an embedded local AWS")
+    demo.add_argument("-o", "--output", default="demo.svg", help="where to write the trace")
+    demo.add_argument("--workflow", default="two_halves",
+                      choices=["example", "two_halves"], help="which example to run")
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import aws_stack  # imports boto3: only when an AWS command runs
+
+    if os.getcwd() not in sys.path:  # DEFS modules live in the project, as for `python -m`
+        sys.path.insert(0, os.getcwd())
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("aiobotocore").setLevel(logging.WARNING)
+    try:
+        return _dispatch(args, aws_stack)
+    except ConfigurationError as exc:
+        print(f"flowy {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from ..aws.settings import AWSSettings
+    return AWSSettings.from_env(namespace=getattr(args, "namespace", None),
+                                endpoint_url=getattr(args, "endpoint_url", None),
+                                region=getattr(args, "region", None))
+
+
+def _dispatch(args: argparse.Namespace, stack: Any) -> int:
+    from ..aws import FlowyClient, load_registry
+    from ..aws.processes import run_decider, run_worker
+
+    command = args.command
+    if command == "dev":
+        return stack.dev(args.definitions, args.port, args.namespace)  # type: ignore[no-any-return]
+    if command == "demo":
+        return stack.demo(args.output, args.workflow)  # type: ignore[no-any-return]
+    settings = _settings(args)
+    if command == "decider":
+        run_decider(load_registry(args.definitions), settings, threads=args.threads,
+                    cache_size=args.cache_size, poll_wait=args.poll_wait)
+        return 0
+    if command == "worker":
+        run_worker(load_registry(args.definitions), settings, task_lists=args.task_lists,
+                   concurrency=args.concurrency, poll_wait=args.poll_wait, grace=args.grace)
+        return 0
+    if command == "setup":
+        registry = load_registry(args.definitions)
+        client = FlowyClient(settings)
+        client.backend.ensure_resources(registry.task_lists())
+        print(f"namespace {settings.namespace}: table {settings.table}, queues for task lists "
+              f"{', '.join(registry.task_lists()) or '(none)'}, bucket {settings.payload_bucket}")
+        return 0
+    client = FlowyClient(settings)
+    if command == "start":
+        registry = load_registry(args.definitions)
+        ref = args.workflow if "@" in args.workflow else _latest(registry, args.workflow)
+        handle = client.start(registry.workflow(ref), *map(_json_arg, args.args),
+                              workflow_id=args.workflow_id, **json.loads(args.kwargs))
+        print(handle.run_id)
+        if args.wait:
+            return _print_result(client, handle.run_id, args.timeout)
+        return 0
+    if command == "wait":
+        return _print_result(client, args.run_id, args.timeout)
+    if command == "status":
+        record = client.last_run(args.run_id)
+        print(json.dumps(stack.describe(record), indent=2))
+        return 0
+    if command == "list":
+        for record in client.list_runs(args.workflow, args.status, args.limit):
+            print(f"{record.run_id}  {record.workflow:<24} {record.status:<10} "
+                  f"{stack.when(record.started_at)}")
+        return 0
+    if command == "history":
+        for event in client.history(args.run_id):
+            print(json.dumps(event_to_dict(event)))
+        return 0
+    if command == "trace":
+        written = client.trace(args.run_id).render(args.output)
+        print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
+        return 0 if written else 1
+    raise AssertionError(command)
+
+
+def _latest(registry: Any, name: str) -> str:
+    refs = sorted(ref for ref in registry.workflows if ref.partition("@")[0] == name)
+    if not refs:
+        raise ConfigurationError(f"no workflow named {name!r} in {registry.source}; known: "
+                                 f"{', '.join(sorted(registry.workflows))}")
+    return str(refs[-1])
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _print_result(client: Any, run_id: str, timeout: float | None) -> int:
+    from ..core.errors import TaskError
+    try:
+        print(json.dumps(client.wait(run_id, timeout)))
+    except TaskError as exc:
+        print(f"run {run_id} failed: {exc.type_name}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,125 @@
+"""``flowy dev`` and ``flowy demo``: the engine on an embedded local AWS.
+
+Both start a moto server on loopback, create the namespace's resources, and
+run a decider and an activity worker as separate OS processes, exactly as
+they would run against AWS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..aws import AWSSettings, FlowyClient, load_registry
+from ..aws.emulator import LocalAWS, emulator_environment
+from ..aws.store import COMPLETED, FAILED, RunRecord
+from ..core.events import TaskCompleted, TaskFailed, TaskScheduled
+
+DEMO_DEFINITIONS = "examples.aws_defs"
+DEMO_INPUTS: dict[str, tuple[Any, ...]] = {"example": (2, 10), "two_halves": (40,)}
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+
+
+def describe(record: RunRecord) -> dict[str, Any]:
+    return {"run_id": record.run_id, "workflow": record.workflow, "status": record.status,
+            "started": when(record.started_at), "closed": when(record.closed_at),
+            "workflow_id": record.workflow_id, "result": record.result,
+            "error": None if record.error is None else
+            f"{record.error.type_name}: {record.error.message}",
+            "restarted_from": record.prev_run, "parent_run": record.parent_run}
+
+
+@contextmanager
+def local_stack(definitions: str, namespace: str, port: int = 0, *, poll_wait: int = 1,
+                quiet: bool = False) -> Iterator[tuple[FlowyClient, Any]]:
+    """A moto server, the namespace's resources, and decider and worker processes."""
+    server = LocalAWS(port)
+    endpoint = server.start()
+    env = {**os.environ, **emulator_environment(endpoint), "FLOWY_NAMESPACE": namespace}
+    os.environ.update(emulator_environment(endpoint))
+    settings = AWSSettings(namespace=namespace, endpoint_url=endpoint)
+    registry = load_registry(definitions)
+    client = FlowyClient(settings)
+    client.backend.ensure_resources(registry.task_lists())
+    output = subprocess.DEVNULL if quiet else None
+    common = ["--namespace", namespace, "--poll-wait", str(poll_wait)]
+    processes = [subprocess.Popen([sys.executable, "-m", "flowy", role, definitions, *common],
+                                  env=env, stdout=output, stderr=output)
+                 for role in ("decider", "worker")]
+    try:
+        yield client, registry
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=poll_wait + 35)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        server.stop()
+
+
+def dev(definitions: str, port: int, namespace: str) -> int:
+    print(f"local AWS (moto) on http://127.0.0.1:{port}, namespace {namespace}; in another "
+          "shell:", file=sys.stderr)
+    print(f"  export AWS_ENDPOINT_URL=http://127.0.0.1:{port} AWS_ACCESS_KEY_ID=testing "
+          f"AWS_SECRET_ACCESS_KEY=testing FLOWY_NAMESPACE={namespace}\n"
+          f"  flowy start {definitions} WORKFLOW ARGS... --wait\n"
+          "Ctrl-C stops everything.", file=sys.stderr)
+    with local_stack(definitions, namespace, port):
+        try:
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def demo(output: str, workflow: str) -> int:
+    print(f"starting a local AWS (moto), a decider and a worker for {DEMO_DEFINITIONS} ...")
+    with local_stack(DEMO_DEFINITIONS, "demo", quiet=True) as (client, registry):
+        inputs = DEMO_INPUTS[workflow]
+        handle = client.start(registry.workflow(f"{workflow}@1"), *inputs)
+        print(f"started {workflow}{inputs}: run {handle.run_id}")
+        shown = ""
+        while True:
+            record = client.last_run(handle.run_id)
+            line = _progress(client, handle.run_id)
+            if line != shown:
+                print(f"  {line}", flush=True)
+                shown = line
+            if record.status in (COMPLETED, FAILED):
+                break
+            time.sleep(0.3)
+        try:
+            print(f"result: {handle.result()}")
+        except Exception as exc:  # noqa: BLE001 - show the failure, still write the trace
+            print(f"failed: {exc}")
+        written = client.trace(handle.run_id).render(output)
+        print(f"trace: {written}" if written else "trace: not rendered (install graphviz)")
+        return 0 if record.status == COMPLETED else 1
+
+
+def _progress(client: FlowyClient, run_id: str) -> str:
+    """Tasks scheduled and ended across the run's restarts."""
+    scheduled = ended = runs = 0
+    record: RunRecord | None = client.status(run_id)
+    while record is not None:
+        runs += 1
+        for event in client.history(record.run_id):
+            scheduled += isinstance(event, TaskScheduled)
+            ended += isinstance(event, (TaskCompleted, TaskFailed))
+        record = client.status(record.next_run) if record.next_run else None
+    last = client.last_run(run_id)
+    return f"{last.status}: {ended}/{scheduled} tasks done, {runs} run(s) in the chain"
