@@ -54,3 +54,38 @@ def calls_file(tmp_path: Path) -> Callable[[str], str]:
     def path(name: str = "calls") -> str:
         return str(tmp_path / f"{name}.txt")
     return path
+
+
+# -- the AWS engine --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    """The emulator (or AWS) endpoint: $FLOWY_TEST_ENDPOINT, or a moto server started here."""
+    import os
+
+    endpoint = os.environ.get("FLOWY_TEST_ENDPOINT")
+    if endpoint:
+        yield endpoint
+        return
+    from flowy.aws.emulator import LocalAWS
+
+    with LocalAWS() as server:
+        yield server.endpoint_url
+
+
+@pytest.fixture
+def make_stack(aws_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``make_stack(**options)``: a fresh namespace with processes; all stopped after the test."""
+    from tests.aws_support import Stack
+
+    stacks: list[Stack] = []
+
+    def make(**options: Any) -> Stack:
+        stack = Stack(aws_endpoint, tmp_path, **options)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

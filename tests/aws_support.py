@@ -1,0 +1,102 @@
+"""Running the AWS engine for tests: an emulator endpoint, namespaces, real processes.
+
+The tests talk to a real server over HTTP on loopback: the one named by
+``FLOWY_TEST_ENDPOINT`` (``.ci/run`` starts a moto server and sets it; point
+it at ministack, or at ``https://...`` real AWS with credentials in the
+environment), or else a moto server started in this process.  Every stack
+gets its own namespace, so tests never see each other's runs.  Deciders and
+workers run as separate OS processes (``python -m flowy decider|worker``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flowy.aws import AWSSettings, FlowyClient
+from flowy.aws.backend import Backend
+from flowy.aws.emulator import EMULATOR_CREDENTIALS, emulator_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFINITIONS = "tests.scenarios:AWS_WORKFLOWS"
+
+
+def new_namespace() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+class Stack:
+    """A namespace with its resources, and decider and worker processes on it."""
+
+    def __init__(self, endpoint: str, log_dir: Path, *, definitions: str = DEFINITIONS,
+                 task_lists: tuple[str, ...] = ("default",), visibility_timeout: int = 60,
+                 max_receives: int = 5) -> None:
+        self.namespace = new_namespace()
+        self.definitions = definitions
+        self.log_dir = log_dir
+        self.env = {**os.environ, **emulator_environment(endpoint),
+                    "FLOWY_NAMESPACE": self.namespace, "PYTHONPATH": str(ROOT)}
+        if endpoint.startswith("https://"):  # real AWS: keep the real credentials
+            self.env.pop("AWS_ENDPOINT_URL")
+        self.settings = AWSSettings(namespace=self.namespace,
+                                    endpoint_url=self.env.get("AWS_ENDPOINT_URL"),
+                                    visibility_timeout=visibility_timeout,
+                                    max_receives=max_receives)
+        for name, value in EMULATOR_CREDENTIALS.items():  # for this process's clients
+            os.environ.setdefault(name, value)
+        self.backend = Backend.connect(self.settings)
+        self.backend.ensure_resources(task_lists)
+        self.client = FlowyClient(backend=self.backend)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, role: str, args: list[str], env: dict[str, str] | None) -> Any:
+        log = self.log_dir / f"{self.namespace}-{role}-{len(self.processes)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flowy", role, self.definitions, "--namespace",
+             self.namespace, "--poll-wait", "1", *args],
+            env={**self.env, **(env or {})}, cwd=ROOT, stdout=log.open("wb"),
+            stderr=subprocess.STDOUT)
+        process.log_path = log  # type: ignore[attr-defined]
+        self.processes.append(process)
+        return process
+
+    def decider(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        return self._spawn("decider", list(args), env)
+
+    def worker(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        return self._spawn("worker", list(args), env)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text()[-3000:]}"  # type: ignore
+                         for p in self.processes)
+
+    def stop(self, timeout: float = 40) -> dict[int, int | None]:
+        """SIGTERM every process still running; their exit codes by pid."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes = {}
+        for process in self.processes:
+            try:
+                codes[process.pid] = process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[process.pid] = None
+        return codes
+
+
+def wait_for(predicate: Any, timeout: float, message: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")

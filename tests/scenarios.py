@@ -1,0 +1,82 @@
+"""Workflow scenarios that the behaviour suite runs on both engines.
+
+Each scenario is one workflow class from ``tests.activities`` with its
+dependencies; :func:`local_workflow` builds it as a ``LocalWorkflow`` and
+:func:`aws_workflow` as an ``AWSWorkflow``.  ``AWS_WORKFLOWS`` is what the
+decider and worker processes of the AWS tests load
+(``tests.scenarios:AWS_WORKFLOWS``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowy import LocalWorkflow, RetryPolicy
+from flowy.aws import AWSWorkflow
+from tests import activities as A
+
+
+@dataclass(frozen=True)
+class Scenario:
+    factory: Callable[..., Any]
+    activities: dict[str, tuple[Callable[..., Any], dict[str, Any]]]
+    children: dict[str, str] = field(default_factory=dict)  # dependency -> scenario name
+
+
+def _plain(**functions: Callable[..., Any]) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
+    return {name: (function, {}) for name, function in functions.items()}
+
+
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=1.0)
+
+SCENARIOS: dict[str, Scenario] = {
+    "example": Scenario(A.ExampleWorkflow, _plain(square=A.square, sum=A.add)),
+    "branching": Scenario(A.Branching, _plain(square=A.square)),
+    "init_calls": Scenario(A.InitCalls, _plain(square=A.square, sum=A.add)),
+    "single_fail": Scenario(A.SingleCall, _plain(task=A.fail_with)),
+    "catch_and_continue": Scenario(A.CatchAndContinue, _plain(fail=A.fail_with,
+                                                              square=A.square)),
+    "pass_error": Scenario(A.PassError, _plain(fail=A.fail_with, counted=A.counted)),
+    "workflow_raises": Scenario(A.WorkflowRaises, _plain(square=A.square)),
+    "two_failures": Scenario(A.TwoFailures, _plain(fail=A.fail_with, identity=A.identity)),
+    "wait_forms": Scenario(A.WaitForms, _plain(square=A.square)),
+    "race": Scenario(A.Race, _plain(sleepy=A.sleepy)),
+    "reduce": Scenario(A.Reduce, _plain(square=A.square, add=A.add)),
+    "retry": Scenario(A.SingleCall, {"task": (A.flaky, {"retry": FAST_RETRY})}),
+    "timeout": Scenario(A.CatchTimeout, {"task": (A.slow, {"timeout": 1.0})}),
+    "heartbeat": Scenario(A.CatchTimeout, {"task": (A.heartbeating, {"heartbeat": 2.0})}),
+    "heartbeat_quiet": Scenario(A.CatchTimeout, {"task": (A.goes_quiet, {"heartbeat": 2.0})}),
+    "square": Scenario(A.SingleCall, _plain(task=A.square)),
+    "parent": Scenario(A.Parent, _plain(square=A.square), {"sub": "square"}),
+    "parent_catch": Scenario(A.ParentCatch, {}, {"sub": "single_fail"}),
+    "countdown": Scenario(A.Countdown, _plain(add=A.add)),
+    "ignore_then_restart": Scenario(A.IgnoreErrorThenRestart, _plain(fail=A.fail_with,
+                                                                     sleepy=A.sleepy)),
+}
+
+
+def local_workflow(name: str, **options: Any) -> LocalWorkflow:
+    scenario = SCENARIOS[name]
+    workflow = LocalWorkflow(scenario.factory, name=name, **options)
+    for dependency, (function, conf) in scenario.activities.items():
+        workflow.conf_activity(dependency, function, **conf)
+    for dependency, child in scenario.children.items():
+        workflow.conf_workflow(dependency, local_workflow(child, **options))
+    return workflow
+
+
+@functools.cache
+def aws_workflow(name: str) -> AWSWorkflow:
+    scenario = SCENARIOS[name]
+    workflow = AWSWorkflow(scenario.factory, name=name)
+    for dependency, (function, conf) in scenario.activities.items():
+        workflow.conf_activity(dependency, function, name=function.__name__, **conf)
+    for dependency, child in scenario.children.items():
+        workflow.conf_workflow(dependency, aws_workflow(child))
+    return workflow
+
+
+AWS_WORKFLOWS = [aws_workflow(name) for name in SCENARIOS]
