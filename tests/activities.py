@@ -66,6 +66,10 @@ def counted(path: str, value: Any = None) -> Any:
     return value
 
 
+def text_of(size: int) -> str:
+    return "x" * size
+
+
 def touch(path: str) -> bool:
     Path(path).touch()
     return True

@@ -35,13 +35,15 @@ class Stack:
     """A namespace with its resources, and decider and worker processes on it."""
 
     def __init__(self, endpoint: str, log_dir: Path, *, definitions: str = DEFINITIONS,
-                 task_lists: tuple[str, ...] = ("default",), visibility_timeout: int = 60,
+                 task_lists: tuple[str, ...] = ("default", "manual"), visibility_timeout: int = 60,
                  max_receives: int = 5) -> None:
         self.namespace = new_namespace()
         self.definitions = definitions
         self.log_dir = log_dir
         self.env = {**os.environ, **emulator_environment(endpoint),
-                    "FLOWY_NAMESPACE": self.namespace, "PYTHONPATH": str(ROOT)}
+                    "FLOWY_NAMESPACE": self.namespace, "PYTHONPATH": str(ROOT),
+                    "FLOWY_VISIBILITY_TIMEOUT": str(visibility_timeout),
+                    "FLOWY_MAX_RECEIVES": str(max_receives)}
         if endpoint.startswith("https://"):  # real AWS: keep the real credentials
             self.env.pop("AWS_ENDPOINT_URL")
         self.settings = AWSSettings(namespace=self.namespace,
@@ -55,10 +57,11 @@ class Stack:
         self.client = FlowyClient(backend=self.backend)
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def _spawn(self, role: str, args: list[str], env: dict[str, str] | None) -> Any:
+    def _spawn(self, role: str, args: list[str], env: dict[str, str] | None,
+               definitions: str | None = None) -> Any:
         log = self.log_dir / f"{self.namespace}-{role}-{len(self.processes)}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "flowy", role, self.definitions, "--namespace",
+            [sys.executable, "-m", "flowy", role, definitions or self.definitions, "--namespace",
              self.namespace, "--poll-wait", "1", *args],
             env={**self.env, **(env or {})}, cwd=ROOT, stdout=log.open("wb"),
             stderr=subprocess.STDOUT)
@@ -69,8 +72,9 @@ class Stack:
     def decider(self, *args: str, env: dict[str, str] | None = None) -> Any:
         return self._spawn("decider", list(args), env)
 
-    def worker(self, *args: str, env: dict[str, str] | None = None) -> Any:
-        return self._spawn("worker", list(args), env)
+    def worker(self, *args: str, env: dict[str, str] | None = None,
+               definitions: str | None = None) -> Any:
+        return self._spawn("worker", list(args), env, definitions)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text()[-3000:]}"  # type: ignore

@@ -55,14 +55,26 @@ SCENARIOS: dict[str, Scenario] = {
     "countdown": Scenario(A.Countdown, _plain(add=A.add)),
     "ignore_then_restart": Scenario(A.IgnoreErrorThenRestart, _plain(fail=A.fail_with,
                                                                      sleepy=A.sleepy)),
+    # -- for the AWS engine's own tests --
+    "worker_crash": Scenario(A.SingleCall, {"task": (A.slow_first, {
+        "timeout": 3.0, "retry": RetryPolicy(max_attempts=2, initial_delay=1.0)})}),
+    "manual": Scenario(A.SingleCall, {"task": (A.square, {"task_list": "manual",
+                                                          "name": "square_by_hand"})}),
+    "ghost": Scenario(A.SingleCall, {"task": (A.square, {"name": "ghost"})}),
+    "text": Scenario(A.SingleCall, _plain(task=A.text_of)),
+    "slow": Scenario(A.SingleCall, _plain(task=A.slow)),
+    "nondeterministic": Scenario(A.ReadsCounter, _plain(identity=A.identity)),
 }
+
+LOCAL_ONLY_OPTIONS = ("task_list", "name")
 
 
 def local_workflow(name: str, **options: Any) -> LocalWorkflow:
     scenario = SCENARIOS[name]
     workflow = LocalWorkflow(scenario.factory, name=name, **options)
     for dependency, (function, conf) in scenario.activities.items():
-        workflow.conf_activity(dependency, function, **conf)
+        workflow.conf_activity(dependency, function, **{
+            k: v for k, v in conf.items() if k not in LOCAL_ONLY_OPTIONS})
     for dependency, child in scenario.children.items():
         workflow.conf_workflow(dependency, local_workflow(child, **options))
     return workflow
@@ -73,10 +85,12 @@ def aws_workflow(name: str) -> AWSWorkflow:
     scenario = SCENARIOS[name]
     workflow = AWSWorkflow(scenario.factory, name=name)
     for dependency, (function, conf) in scenario.activities.items():
-        workflow.conf_activity(dependency, function, name=function.__name__, **conf)
+        workflow.conf_activity(dependency, function, **{"name": function.__name__, **conf})
     for dependency, child in scenario.children.items():
         workflow.conf_workflow(dependency, aws_workflow(child))
     return workflow
 
 
 AWS_WORKFLOWS = [aws_workflow(name) for name in SCENARIOS]
+# Workers that were not told about the ghost activity.
+WORKER_WORKFLOWS = [w for w in AWS_WORKFLOWS if w.name != "ghost"]

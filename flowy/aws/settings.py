@@ -63,12 +63,15 @@ class AWSSettings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> AWSSettings:
-        """Settings from ``FLOWY_NAMESPACE``, ``FLOWY_BUCKET``, ``AWS_REGION``
-        (or ``AWS_DEFAULT_REGION``) and ``AWS_ENDPOINT_URL``; ``overrides`` win
+        """Settings from ``FLOWY_NAMESPACE``, ``FLOWY_BUCKET``,
+        ``FLOWY_VISIBILITY_TIMEOUT``, ``FLOWY_MAX_RECEIVES``, ``AWS_REGION`` (or
+        ``AWS_DEFAULT_REGION``) and ``AWS_ENDPOINT_URL``; ``overrides`` win
         where they are not None."""
         values: dict[str, object] = {
             "namespace": os.environ.get("FLOWY_NAMESPACE"),
             "bucket": os.environ.get("FLOWY_BUCKET"),
+            "visibility_timeout": os.environ.get("FLOWY_VISIBILITY_TIMEOUT"),
+            "max_receives": os.environ.get("FLOWY_MAX_RECEIVES"),
             "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             "endpoint_url": os.environ.get("AWS_ENDPOINT_URL"),
         }

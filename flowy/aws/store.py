@@ -178,30 +178,28 @@ class HistoryStore:
 
     def list_runs(self, workflow: str | None = None, status: str | None = None,
                   limit: int = 50) -> list[RunRecord]:
-        """Runs, newest first, of one workflow name (via the index) or of all."""
-        names = {"#s": "status"}
+        """Runs, newest first, of one workflow (via the index) or of all (a scan)."""
+        filters: list[str] = []
         values: dict[str, Any] = {}
         kwargs: dict[str, Any] = {}
         if status is not None:
-            kwargs["FilterExpression"] = "#s = :s"
+            filters.append("#s = :s")
             values[":s"] = {"S": status}
-        items: list[dict[str, Any]] = []
+            kwargs["ExpressionAttributeNames"] = {"#s": "status"}
         if workflow is not None:
             values[":w"] = {"S": workflow.partition("@")[0]}
-            pages = self._db.get_paginator("query").paginate(
-                TableName=self.table, IndexName=RUN_INDEX, KeyConditionExpression="workflow = :w",
-                ScanIndexForward=False, ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values, **kwargs)
+            operation = "query"
+            kwargs.update(IndexName=RUN_INDEX, KeyConditionExpression="workflow = :w",
+                          ScanIndexForward=False)
         else:
-            kwargs["FilterExpression"] = " AND ".join(
-                ["sk = :run"] + ([kwargs["FilterExpression"]] if status else []))
+            operation = "scan"
+            filters.append("sk = :run")
             values[":run"] = {"S": "run"}
-            pages = self._db.get_paginator("scan").paginate(
-                TableName=self.table, ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values, **kwargs)
-        for page in pages:
-            items.extend(page["Items"])
-        runs = [self._run_from_item(item) for item in items]
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+        pages = self._db.get_paginator(operation).paginate(
+            TableName=self.table, ExpressionAttributeValues=values, **kwargs)
+        runs = [self._run_from_item(item) for page in pages for item in page["Items"]]
         if workflow is not None and "@" in workflow:
             runs = [r for r in runs if r.workflow == workflow]
         runs.sort(key=lambda r: r.started_at, reverse=True)

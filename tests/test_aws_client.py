@@ -1,0 +1,140 @@
+"""Starting and looking at runs on the AWS engine, from Python and from the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowy import ConfigurationError, NondeterminismError, TaskError
+from flowy.aws import AWSSettings, AWSWorkflow, FlowyClient, RunNotFound, load_registry
+from flowy.aws.settings import check_task_list
+from flowy.core.events import TaskCompleted, WorkflowCompleted, WorkflowStarted
+from tests import activities as A
+from tests.aws_support import ROOT
+from tests.scenarios import aws_workflow
+
+
+def test_workflow_id_starts_at_most_one_run(make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    first = stack.client.start(aws_workflow("example"), 1, 2, workflow_id="order-42")
+    again = stack.client.start(aws_workflow("example"), 5, 6, workflow_id="order-42")
+    assert again.run_id == first.run_id
+    assert again.result(timeout=60) == 5
+    other = stack.client.start(aws_workflow("example"), 5, 6, workflow_id="order-43")
+    assert other.run_id != first.run_id and other.result(timeout=60) == 61
+
+
+def test_status_list_history_and_trace(make_stack: Any, tmp_path: Path) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    client: FlowyClient = stack.client
+    done = client.start(aws_workflow("example"), 2, 10)
+    failed = client.start(aws_workflow("single_fail"), "boom")
+    restarted = client.start(aws_workflow("countdown"), 2)
+    assert done.result(timeout=60) == 104
+    with pytest.raises(TaskError):
+        failed.result(timeout=60)
+    assert restarted.result(timeout=60) == 3
+    assert client.status(done.run_id).status == "completed"
+    assert client.status(restarted.run_id).status == "restarted"
+    assert client.last_run(restarted.run_id).status == "completed"
+    assert {r.run_id for r in client.list_runs(status="failed")} == {failed.run_id}
+    assert [r.run_id for r in client.list_runs(workflow="example")] == [done.run_id]
+    assert len(client.list_runs(workflow="countdown@1")) == 3
+    history = client.history(done.run_id)
+    assert isinstance(history[0], WorkflowStarted)
+    assert isinstance(history[-1], WorkflowCompleted)
+    assert sum(isinstance(e, TaskCompleted) for e in history) == 3
+    trace = client.trace(restarted.run_id)
+    assert [run.status for run in trace.runs] == ["restarted", "restarted", "completed"]
+    written = client.trace(done.run_id).render(str(tmp_path / "run.svg"))
+    assert written is None or Path(written).read_text().startswith("<?xml")
+    with pytest.raises(RunNotFound, match="no run nope"):
+        client.status("nope")
+
+
+def test_sub_workflow_trace_is_nested(make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    handle = stack.client.start(aws_workflow("parent"), 3)
+    assert handle.result(timeout=60) == 81
+    task = stack.client.trace(handle.run_id).runs[0].task("sub-0")
+    assert task.status == "completed"
+    assert task.child is not None
+    assert [t.call_id for t in task.child.runs[0].tasks] == ["task-0"]
+
+
+def test_nondeterministic_workflow_fails_on_replay(make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider("--cache-size", "0")  # replay for every decision
+    stack.worker()
+    with pytest.raises(NondeterminismError, match="not deterministic"):
+        stack.client.start(aws_workflow("nondeterministic")).result(timeout=60)
+
+
+def _flowy(stack: Any, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowy", *args], env=stack.env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_start_wait_status_list_history_trace(make_stack: Any, tmp_path: Path) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    started = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "example", "3", "4",
+                     "--workflow-id", "cli-1", "--wait")
+    assert started.returncode == 0, started.stderr
+    run_id, result = started.stdout.split()
+    assert result == "25"
+    assert _flowy(stack, "wait", run_id).stdout.strip() == "25"
+    assert '"status": "completed"' in _flowy(stack, "status", run_id).stdout
+    assert run_id in _flowy(stack, "list", "--workflow", "example").stdout
+    assert "WorkflowCompleted" in _flowy(stack, "history", run_id).stdout
+    svg = tmp_path / "cli.svg"
+    traced = _flowy(stack, "trace", run_id, "-o", str(svg))
+    assert traced.returncode == 0 and svg.exists(), traced.stdout + traced.stderr
+    failed = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "single_fail", "boom",
+                    "--wait")
+    assert failed.returncode == 1 and "builtins.ValueError: boom" in failed.stderr
+    unknown = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "nope")
+    assert unknown.returncode == 2 and "no workflow named 'nope'" in unknown.stderr
+
+
+def test_setup_creates_a_namespace(aws_endpoint: str) -> None:
+    from tests.aws_support import new_namespace
+
+    namespace = new_namespace()
+    env = {**os.environ, "AWS_ENDPOINT_URL": aws_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-m", "flowy", "setup", "examples.aws_defs",
+                           "--namespace", namespace], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"table flowy-{namespace}" in done.stdout
+
+
+def test_declarations_are_checked() -> None:
+    workflow = AWSWorkflow(A.ExampleWorkflow, name="w")
+    with pytest.raises(ConfigurationError, match="not a valid Python identifier"):
+        workflow.conf_activity("not valid", A.square)
+    with pytest.raises(ConfigurationError, match="task list"):
+        check_task_list("no spaces")
+    with pytest.raises(ConfigurationError, match="must be non-empty"):
+        AWSWorkflow(A.ExampleWorkflow, name="a@b")
+    with pytest.raises(ConfigurationError, match="namespace"):
+        AWSSettings.from_env(namespace="Upper_Case")
+    with pytest.raises(ConfigurationError, match="can't import the definitions module"):
+        load_registry("no.such.module")
+    with pytest.raises(ConfigurationError, match="bound to two different functions"):
+        from flowy.aws import Registry
+        Registry([AWSWorkflow(A.SingleCall, name="a").conf_activity("task", A.square),
+                  AWSWorkflow(A.SingleCall, name="b").conf_activity("task", A.add)])
