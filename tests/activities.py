@@ -8,6 +8,7 @@ that calls made in worker processes can be counted from the test.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import itertools
 import operator
@@ -64,6 +65,11 @@ def sleepy(value: Any, delay: float) -> Any:
 def counted(path: str, value: Any = None) -> Any:
     record(path)
     return value
+
+
+async def async_square(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return x * x
 
 
 def text_of(size: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowy import LocalWorkflow, RetryPolicy
 from flowy.aws import AWSWorkflow
+from flowy.cli import bench
 from tests import activities as A
 
 
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, Scenario] = {
     "heartbeat": Scenario(A.CatchTimeout, {"task": (A.heartbeating, {"heartbeat": 2.0})}),
     "heartbeat_quiet": Scenario(A.CatchTimeout, {"task": (A.goes_quiet, {"heartbeat": 2.0})}),
     "square": Scenario(A.SingleCall, _plain(task=A.square)),
+    "async": Scenario(A.SingleCall, _plain(task=A.async_square)),
     "parent": Scenario(A.Parent, _plain(square=A.square), {"sub": "square"}),
     "parent_catch": Scenario(A.ParentCatch, {}, {"sub": "single_fail"}),
     "countdown": Scenario(A.Countdown, _plain(add=A.add)),
@@ -64,6 +66,7 @@ SCENARIOS: dict[str, Scenario] = {
     "text": Scenario(A.SingleCall, _plain(task=A.text_of)),
     "slow": Scenario(A.SingleCall, _plain(task=A.slow)),
     "nondeterministic": Scenario(A.ReadsCounter, _plain(identity=A.identity)),
+    "fanout": Scenario(bench.Fanout, _plain(increment=bench.increment, total=bench.total)),
 }
 
 LOCAL_ONLY_OPTIONS = ("task_list", "name")

@@ -101,17 +101,17 @@ def test_two_deciders_racing_on_one_run(make_stack: Any) -> None:
     makers = [DecisionMaker(registry, backend.store, backend.queues, backend.payloads)
               for _ in range(2)]
     deciders = [Decider(), Decider()]
-    makers[0].handle(deciders[0], handle.run_id, lambda: None)  # commits version 1
+    makers[0].handle(deciders[0], handle.run_id)  # commits version 1
     stale = makers[1]._state(handle.run_id)
     assert stale is not None and stale.version == 1
     backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-0-1", "1"), 2.0))
-    makers[0].handle(deciders[0], handle.run_id, lambda: None)  # version 2
+    makers[0].handle(deciders[0], handle.run_id)  # version 2
     backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-1-1", "4"), 3.0))
     assert makers[1]._decide(deciders[1], stale) is None  # version 2 is taken
-    makers[1].handle(deciders[1], handle.run_id, lambda: None)  # reloads: version 3
+    makers[1].handle(deciders[1], handle.run_id)  # reloads: version 3
     batches = backend.store.read_batches(handle.run_id)
-    assert [v for v, _ in batches] == [1, 2, 3]
-    history = [e for _, events in batches for e in events]
+    assert [b.version for b in batches] == [1, 2, 3]
+    history = [e for b in batches for e in b.events]
     assert _keys(history, TaskCompleted) == Counter({"square-0-1": 1, "square-1-1": 1})
     assert _keys(history, TaskScheduled)["sum-0-1"] == 1
 

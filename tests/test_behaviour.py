@@ -63,6 +63,7 @@ CASES = [
     Case("heartbeat_timeout", "heartbeat_quiet", (1, 0.1, 7.0),
          ["timed out", 'task-0 timed out (heartbeat) on attempt 1; last heartbeat details: '
                        '{"step": 0}']),
+    Case("async_activity", "async", (6,), 36),
     Case("sub_workflow", "parent", (3,), 81),
     Case("sub_workflow_error", "parent_catch", ("boom",),
          ["builtins.ValueError", "boom", "TaskError"]),

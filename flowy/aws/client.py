@@ -94,7 +94,7 @@ class FlowyClient:
 
     def history(self, run_id: str) -> list[Event]:
         self.status(run_id)
-        return [e for _, events in self.store.read_batches(run_id) for e in events]
+        return [e for batch in self.store.read_batches(run_id) for e in batch.events]
 
     def trace(self, run_id: str) -> Trace:
         """The trace of the run and the runs it restarted as, sub-workflows nested."""

@@ -22,7 +22,6 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +43,7 @@ from ..core.events import (
     is_decision,
     stamped,
 )
-from ..core.replay import Decider, is_closed
+from ..core.replay import Decider
 from ..worker.deciders import DeciderThreads
 from .definitions import AWSWorkflow, Registry
 from .messages import MalformedMessage, Notification, TaskMessage, TimerMessage, parse
@@ -55,7 +54,6 @@ from .store import COMPLETED, FAILED, RESTARTED, HistoryStore, RunRecord, fact_i
 log = logging.getLogger("flowy.aws.decider")
 
 COMMIT_ATTEMPTS = 5
-FOLLOW_UP_ROUNDS = 3
 
 
 def child_run_id(run_id: str, key: str) -> str:
@@ -109,41 +107,24 @@ class DecisionMaker:
 
     # -- one run --------------------------------------------------------------
 
-    def handle(self, decider: Decider, run_id: str, release: Callable[[], None]) -> None:
-        """Bring ``run_id`` up to date with its inbox.
-
-        ``release`` deletes the notifications that brought the run here; it is
-        called once their facts are committed and sent.  Facts that arrived
-        meanwhile are then decided at once: their own notifications, still in
-        the queue, cover a crash, and would otherwise wait behind ours in the
-        run's FIFO group.
-        """
-        conflicts = rounds = 0
-        while True:
+    def handle(self, decider: Decider, run_id: str) -> None:
+        """Bring ``run_id`` up to date with its inbox."""
+        for _attempt in range(COMMIT_ATTEMPTS):
             state = self._state(run_id)
             if state is None:
                 log.warning("notification for unknown run %s dropped", run_id)
-                release()
                 return
             try:
-                decided = self._decide(decider, state)
+                if self._decide(decider, state) is not None:
+                    return
             except BaseException:
                 self._forget(decider, run_id)
                 raise
-            if decided is None:
-                conflicts += 1
-                self._forget(decider, run_id)
-                if conflicts >= COMMIT_ATTEMPTS:
-                    raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row "
-                                       "to other deciders; its notification will come back")
-                log.info("run %s: another decider committed first; retrying on fresh history",
-                         run_id)
-                continue
-            rounds += 1
-            if rounds == 1:
-                release()
-            if not decided or is_closed(state.history) or rounds > FOLLOW_UP_ROUNDS:
-                return
+            log.info("run %s: another decider committed first; retrying on fresh history",
+                     run_id)
+            self._forget(decider, run_id)
+        raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row to other "
+                           "deciders; its notification will come back")
 
     def _decide(self, decider: Decider, state: RunState) -> int | None:
         """Decide on the waiting facts: how many were new, or None if another
@@ -174,8 +155,8 @@ class DecisionMaker:
         if record is None:
             return None
         state = RunState(record, self.registry.workflow(record.workflow))
-        for _version, events in self.store.read_batches(run_id):
-            state.append(events)
+        for batch in self.store.read_batches(run_id):
+            state.append(batch.events)
         if state.version and self.store.sent_version(run_id) < state.version:
             log.info("run %s: batch %d was committed but maybe not sent; sending it again",
                      run_id, state.version)
@@ -325,10 +306,12 @@ class DeciderService:
         queue = self.queues.settings.decision_queue
 
         try:
-            self.maker.handle(decider, run_id, lambda: self.queues.delete(queue, receipts))
+            self.maker.handle(decider, run_id)
         except Exception:
             log.exception("decision for run %s failed; its notification will come back",
                           run_id)
+            return
+        self.queues.delete(queue, receipts)
 
     def poll_decisions(self) -> int:
         """One receive from the decision queue; returns how many messages came."""

@@ -43,8 +43,8 @@ class LocalAWS:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port,
                                           verbose=False)
         self._server.start()
-        port = self._server._server.server_port  # the port the OS chose for port 0
-        self.endpoint_url = f"http://127.0.0.1:{port}"
+        host, port = self._server.get_host_and_port()  # the port the OS chose for port 0
+        self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
 
     def reset(self) -> None:

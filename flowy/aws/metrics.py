@@ -21,16 +21,45 @@ _lock = threading.Lock()
 _dump_registered = False
 
 
-def _count(model: Any, **_kwargs: Any) -> None:
-    name = f"{model.service_model.service_name}.{model.name}"
+# DynamoDB bills on-demand requests by item: a batch of 25 writes is 25 write
+# units.  Items here are small (under 1 KB written, 4 KB read), so one unit each.
+_DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+_DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
+
+
+UNITS = "units."  # keys of derived figures, not requests
+
+
+def _units(service: str, operation: str, params: dict[str, Any]) -> tuple[str, int] | None:
+    if service == "sqs":
+        fifo = str(params.get("QueueUrl", "")).endswith(".fifo")
+        return (UNITS + "sqs_fifo_requests", 1) if fifo else None
+    if service != "dynamodb":
+        return None
+    if operation == "BatchWriteItem":
+        return UNITS + "dynamodb_write", sum(map(len, params["RequestItems"].values()))
+    if operation == "BatchGetItem":
+        return UNITS + "dynamodb_read", sum(len(t["Keys"]) for t in params["RequestItems"].values())
+    if operation in _DYNAMODB_WRITES:
+        return UNITS + "dynamodb_write", 1
+    if operation in _DYNAMODB_READS:
+        return UNITS + "dynamodb_read", 1
+    return None
+
+
+def _count(params: dict[str, Any], model: Any, **_kwargs: Any) -> None:
+    service = model.service_model.service_name
+    units = _units(service, model.name, params)
     with _lock:
-        _counts[name] += 1
+        _counts[f"{service}.{model.name}"] += 1
+        if units is not None:
+            _counts[units[0]] += units[1]
 
 
 def count_requests(client: Any) -> None:
-    """Count every API call ``client`` (boto3 or aioboto3) makes."""
+    """Count every API call ``client`` (boto3 or aioboto3) makes, by API."""
     global _dump_registered
-    client.meta.events.register("before-call", _count)
+    client.meta.events.register("before-parameter-build", _count)
     directory = os.environ.get("FLOWY_REQUEST_COUNTS")
     if directory and not _dump_registered:
         _dump_registered = True

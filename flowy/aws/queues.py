@@ -27,6 +27,18 @@ def timer_delay(fire_at: float, now: float) -> int:
     return 0 if remaining <= 0 else min(MAX_DELAY, int(remaining) + (remaining % 1 > 0))
 
 
+def notification_entry(run: str, why: str) -> dict[str, Any]:
+    """A decision-queue message saying that run ``run`` has news; ``why``
+    identifies the news, so that a re-sent notification is deduplicated."""
+    return {"MessageBody": Notification(run=run).model_dump_json(), "MessageGroupId": run,
+            "MessageDeduplicationId": dedup_id(run, why)}
+
+
+def numbered(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Batch entries with the ``Id`` that SQS batch requests need."""
+    return [{"Id": str(i), **entry} for i, entry in enumerate(entries)]
+
+
 class Queues:
     """Queue URLs by name, and the engine's sends."""
 
@@ -47,12 +59,8 @@ class Queues:
         return self._urls[name]
 
     def notify(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Tell the deciders that runs have news: ``(run_id, why)`` pairs, where
-        ``why`` identifies the news, so a re-sent notification is deduplicated."""
-        entries = [{"MessageBody": Notification(run=run).model_dump_json(),
-                    "MessageGroupId": run, "MessageDeduplicationId": dedup_id(run, why)}
-                   for run, why in pairs]
-        self._send(self.settings.decision_queue, entries)
+        """Tell the deciders that runs have news (see :func:`notification_entry`)."""
+        self._send(self.settings.decision_queue, [notification_entry(*p) for p in pairs])
 
     def send_tasks(self, tasks: Sequence[tuple[str, TaskMessage]]) -> None:
         """Send ``(task_list, message)`` pairs to their activity queues."""
@@ -72,7 +80,7 @@ class Queues:
     def _send(self, queue: str, entries: list[dict[str, Any]]) -> None:
         url = self.url(queue)
         for start in range(0, len(entries), 10):
-            chunk = [{"Id": str(i), **entry} for i, entry in enumerate(entries[start:start + 10])]
+            chunk = numbered(entries[start:start + 10])
             for _attempt in range(5):
                 failed = self.sqs.send_message_batch(QueueUrl=url, Entries=chunk).get("Failed")
                 if not failed:
@@ -101,8 +109,7 @@ class Queues:
         """Delete received messages; a stale receipt (lease lost) is logged, not raised."""
         url = self.url(queue)
         for start in range(0, len(receipts), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": r}
-                       for i, r in enumerate(receipts[start:start + 10])]
+            entries = numbered([{"ReceiptHandle": r} for r in receipts[start:start + 10]])
             for failure in self.sqs.delete_message_batch(QueueUrl=url,
                                                          Entries=entries).get("Failed", []):
                 log.warning("could not delete a message from %s (%s): it will come back",

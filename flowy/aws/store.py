@@ -25,7 +25,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core.errors import ErrorInfo, ServiceError
 from ..core.events import (
@@ -60,6 +60,14 @@ def outcome_key(fact: Fact) -> str | None:
     if isinstance(fact, (TaskCompleted, TaskFailed, TaskTimedOut)):
         return fact.key
     return None
+
+
+class Batch(NamedTuple):
+    """One committed decision: the facts it took and the decisions it made."""
+
+    version: int
+    events: list[Event]
+    committed_at: float
 
 
 @dataclass
@@ -207,19 +215,19 @@ class HistoryStore:
 
     # -- history --------------------------------------------------------------
 
-    def read_batches(self, run_id: str, after: int = 0) -> list[tuple[int, list[Event]]]:
+    def read_batches(self, run_id: str, after: int = 0) -> list[Batch]:
         """Committed batches with a version above ``after``, in order."""
-        batches = []
-        for item in self._query(run_id, "batch#", start_after=f"batch#{after:010d}"):
-            events = [event_from_dict(d) for d in json.loads(self._unpack(item["events"]))]
-            batches.append((int(item["sk"]["S"].partition("#")[2]), events))
-        return batches
+        return [Batch(int(item["sk"]["S"].partition("#")[2]),
+                      [event_from_dict(d) for d in json.loads(self._unpack(item["events"]))],
+                      float(item["committed_at"]["N"]))
+                for item in self._query(run_id, "batch#", start_after=f"batch#{after:010d}")]
 
     def commit(self, run_id: str, version: int, events: Sequence[Event]) -> bool:
         """Write batch ``version``; False if another decider wrote it first."""
         payload = json.dumps([event_to_dict(e) for e in events], separators=(",", ":"))
         return self._put_new({"pk": {"S": run_id}, "sk": {"S": f"batch#{version:010d}"},
-                              "events": self._pack(payload)})
+                              "events": self._pack(payload),
+                              "committed_at": {"N": repr(time.time())}})
 
     def sent_version(self, run_id: str) -> int:
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,

@@ -26,10 +26,11 @@ from ..core.codec import Codec
 from ..core.errors import ConfigurationError, ErrorInfo, ServiceError
 from ..core.events import Fact, TaskCompleted, TaskFailed, stamped
 from ..worker.activity import AttemptOutcome, execute_activity, execute_activity_async
+from .batching import Batcher
 from .definitions import Registry
 from .messages import MalformedMessage, TaskMessage, TimerMessage, parse
 from .payloads import Payloads
-from .queues import Queues, receive_count
+from .queues import Queues, notification_entry, numbered, receive_count
 from .store import HistoryStore, fact_id
 
 log = logging.getLogger("flowy.aws.worker")
@@ -59,8 +60,17 @@ class ActivityWorker:
         self.completed = 0
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="flowy-activity")
         self._running: dict[asyncio.Task[None], tuple[str, str]] = {}
+        # Receive when at least this many attempts can start, to batch receives.
+        self._receive_batch = max(1, min(10, concurrency) // 2)
+        self._notifications: Batcher[tuple[str, str]] = Batcher(self._send_notifications)
+        self._deletions: Batcher[tuple[str, str]] = Batcher(self._delete_messages)
 
     async def serve(self, stop: asyncio.Event) -> None:
+        # Table writes run in threads (the store is synchronous): one per attempt.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="flowy-io"))
+        self._decision_url = await asyncio.to_thread(self.queues.url,
+                                                     self.settings.decision_queue)
         slots = asyncio.Semaphore(self.concurrency)
         pollers = []
         for task_list in self.task_lists:
@@ -90,13 +100,31 @@ class ActivityWorker:
                             "lease", exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    async def _take_slots(self, slots: asyncio.Semaphore) -> int:
+        """Wait for a free slot, then take up to ten, waiting a moment for
+        enough of them to make a receive worth its request."""
+        await slots.acquire()
+        free = 1
+        deadline = asyncio.get_running_loop().time() + 0.05
+        while free < 10:
+            if not slots.locked():
+                await slots.acquire()
+            elif free >= self._receive_batch or len(self._running) == 0:
+                break
+            else:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(slots.acquire(), remaining)
+                except TimeoutError:
+                    break
+            free += 1
+        return free
+
     async def _poll(self, queue: str, url: str, slots: asyncio.Semaphore) -> None:
         while True:
-            await slots.acquire()
-            free = 1
-            while free < 10 and not slots.locked():
-                await slots.acquire()
-                free += 1
+            free = await self._take_slots(slots)
             try:
                 response = await self.sqs.receive_message(
                     QueueUrl=url, MaxNumberOfMessages=free, WaitTimeSeconds=self.poll_wait,
@@ -132,9 +160,10 @@ class ActivityWorker:
         keep_alive = asyncio.create_task(self._keep_alive(url, receipt))
         try:
             fact = await self._attempt(task, receive_count(message))
-            if fact is not None:
-                await asyncio.to_thread(self._report, task.run, fact)
-            await self.sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+            if fact is not None and await asyncio.to_thread(self.store.add_outcome, task.run,
+                                                            fact):
+                await self._notifications.submit((task.run, fact_id(fact)))
+            await self._deletions.submit((url, receipt))
         except Exception:
             log.exception("attempt %s of run %s could not be reported; its message will "
                           "come back", task.key, task.run)
@@ -194,9 +223,23 @@ class ActivityWorker:
         if timers:
             self.queues.send_timers(timers)
 
-    def _report(self, run_id: str, fact: Fact) -> None:
-        if self.store.add_outcome(run_id, fact):
-            self.queues.notify([(run_id, fact_id(fact))])
+    async def _send_notifications(self, pairs: list[tuple[str, str]]) -> None:
+        entries = numbered([notification_entry(run, why) for run, why in pairs])
+        response = await self.sqs.send_message_batch(QueueUrl=self._decision_url,
+                                                      Entries=entries)
+        if response.get("Failed"):
+            raise ServiceError(f"SQS refused notifications: {response['Failed'][0]}")
+
+    async def _delete_messages(self, messages: list[tuple[str, str]]) -> None:
+        by_queue: dict[str, list[str]] = {}
+        for url, receipt in messages:
+            by_queue.setdefault(url, []).append(receipt)
+        for url, receipts in by_queue.items():
+            response = await self.sqs.delete_message_batch(
+                QueueUrl=url, Entries=numbered([{"ReceiptHandle": r} for r in receipts]))
+            for failure in response.get("Failed", []):
+                log.warning("could not delete a message (%s): it will come back and be "
+                            "dropped as done", failure.get("Message", failure.get("Code")))
 
     async def _keep_alive(self, url: str, receipt: str) -> None:
         lease = self.settings.visibility_timeout

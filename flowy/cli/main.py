@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import aws as _aws
 from . import bench as _bench
@@ -27,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="disable the decider cache (cache_size=0): replay the whole "
                             "history for each decision, as the original Flowy did")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--engine", choices=["local", "aws"], default="local",
+                       help="aws: real decider and worker processes on an emulator started "
+                            "here, or on --endpoint-url / $AWS_ENDPOINT_URL")
+    bench.add_argument("--endpoint-url", help="with --engine aws: the AWS endpoint to use")
+    bench.add_argument("--deciders", type=int, default=1, help="with --engine aws")
+    bench.add_argument("--workers", type=int, default=1, help="with --engine aws")
+    bench.add_argument("--concurrency", type=int, default=16,
+                       help="with --engine aws: attempts at once per worker")
     _aws.add_commands(commands)
     return parser
 
@@ -34,26 +43,41 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
-        sizes = dict(_bench.DEFAULT_SIZES)
-        unknown = [w for w in args.workloads if w not in sizes]
-        if unknown:
-            print(f"flowy bench: unknown workload {unknown[0]!r}; choose from "
-                  f"{', '.join(sizes)}", file=sys.stderr)
-            return 2
-        for item in args.size:
-            name, _, value = item.partition("=")
-            if name not in sizes or not value.isdigit() or int(value) < 1:
-                print(f"flowy bench: --size takes WORKLOAD=N with WORKLOAD one of "
-                      f"{', '.join(sizes)} and N >= 1, got {item!r}", file=sys.stderr)
-                return 2
-            sizes[name] = int(value)
-        figures = _bench.bench(args.workloads or list(sizes), sizes, args.executor,
-                               0 if args.replay_every_decision else 1000)
-        _bench.print_figures(figures, args.json)
-        return 0 if all(f.correct for f in figures) else 1
+        return _run_bench(args)
     if args.command in _aws.COMMANDS:
         return _aws.run(args)
     return 2
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.engine == "aws":
+        from . import bench_aws  # imports boto3: only for this engine
+        sizes = dict(bench_aws.DEFAULT_AWS_SIZES)
+    else:
+        sizes = dict(_bench.DEFAULT_SIZES)
+    unknown = [w for w in args.workloads if w not in sizes]
+    if unknown:
+        print(f"flowy bench: unknown workload {unknown[0]!r}; choose from "
+              f"{', '.join(sizes)}", file=sys.stderr)
+        return 2
+    for item in args.size:
+        name, _, value = item.partition("=")
+        if name not in sizes or not value.isdigit() or int(value) < 1:
+            print(f"flowy bench: --size takes WORKLOAD=N with WORKLOAD one of "
+                  f"{', '.join(sizes)} and N >= 1, got {item!r}", file=sys.stderr)
+            return 2
+        sizes[name] = int(value)
+    workloads = args.workloads or list(sizes)
+    figures: list[Any]
+    if args.engine == "aws":
+        figures = bench_aws.bench_aws(workloads, sizes, args.endpoint_url, args.deciders,
+                                      args.workers, args.concurrency)
+        bench_aws.print_aws_figures(figures, args.json)
+    else:
+        figures = _bench.bench(workloads, sizes, args.executor,
+                               0 if args.replay_every_decision else 1000)
+        _bench.print_figures(figures, args.json)
+    return 0 if all(f.correct for f in figures) else 1
 
 
 if __name__ == "__main__":

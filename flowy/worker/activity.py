@@ -69,7 +69,10 @@ def execute_activity(function: Callable[..., Any], token: str, key: str, encoded
     context = _current.set((token, reporter))
     try:
         args, kwargs = _decode_input(codec, key, encoded_input)
-        return _succeeded(codec, key, function(*args, **kwargs), started_at)
+        value = function(*args, **kwargs)
+        if asyncio.iscoroutine(value):  # a coroutine function, run where no loop is
+            value = asyncio.run(value)
+        return _succeeded(codec, key, value, started_at)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
         return _failed(key, exc, started_at)
     finally:

@@ -1,0 +1,47 @@
+"""Durable timers past the SQS delay limit, and decisions that batch completions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flowy.aws.decider import TimerKeeper
+from flowy.aws.messages import TimerMessage
+from flowy.aws.queues import MAX_DELAY, timer_delay
+from flowy.core.events import TaskCompleted
+from tests.scenarios import aws_workflow
+
+
+def test_timer_delay_is_capped_and_rounded_up() -> None:
+    assert timer_delay(100.0 + 3600, 100.0) == MAX_DELAY == 900
+    assert timer_delay(100.0 + 1.2, 100.0) == 2
+    assert timer_delay(99.0, 100.0) == 0
+
+
+def test_timer_past_fifteen_minutes_is_re_armed_not_fired(make_stack: Any) -> None:
+    stack = make_stack()
+    backend = stack.backend
+    keeper = TimerKeeper(backend.store, backend.queues)
+    keeper.handle(TimerMessage(run="r1", key="wait-0-1.backoff", kind="timer",
+                               fire_at=time.time() + 3600))
+    url = backend.queues.url(stack.settings.timer_queue)
+    attributes = backend.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert backend.store.read_inbox("r1") == []  # nothing fired yet
+    keeper.handle(TimerMessage(run="r1", key="wait-0-1.backoff", kind="timer",
+                               fire_at=time.time() - 1))
+    assert [type(f).__name__ for _, f in backend.store.read_inbox("r1")] == ["TimerFired"]
+
+
+def test_completions_that_arrive_together_share_a_decision(make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker("--concurrency", "10")
+    n = 30
+    handle = stack.client.start(aws_workflow("fanout"), n)
+    assert handle.result(timeout=120) == n * (n + 1) // 2
+    batches = stack.backend.store.read_batches(handle.run_id)
+    completions = [sum(isinstance(e, TaskCompleted) for e in b.events) for b in batches]
+    assert sum(completions) == n + 1
+    assert len(batches) <= n // 2, completions  # one decision per completion would be n + 2
