@@ -62,7 +62,7 @@ class Stack:
         log = self.log_dir / f"{self.namespace}-{role}-{len(self.processes)}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "flowy", role, definitions or self.definitions, "--namespace",
-             self.namespace, "--poll-wait", "1", *args],
+             self.namespace, "--poll-wait", "0", *args],
             env={**self.env, **(env or {})}, cwd=ROOT, stdout=log.open("wb"),
             stderr=subprocess.STDOUT)
         process.log_path = log  # type: ignore[attr-defined]

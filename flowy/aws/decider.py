@@ -48,7 +48,7 @@ from ..worker.deciders import DeciderThreads
 from .definitions import AWSWorkflow, Registry
 from .messages import MalformedMessage, Notification, TaskMessage, TimerMessage, parse
 from .payloads import Payloads
-from .queues import Queues, timer_delay
+from .queues import SHORT_POLL_PAUSE, Queues, timer_delay
 from .store import COMPLETED, FAILED, RESTARTED, HistoryStore, RunRecord, fact_id
 
 log = logging.getLogger("flowy.aws.decider")
@@ -318,7 +318,12 @@ class DeciderService:
         messages = self.queues.receive(self.queues.settings.decision_queue,
                                        wait=self.poll_wait, visibility=self._lease)
         self._dispatch(messages)
+        self._pause_if_short_polling(messages)
         return len(messages)
+
+    def _pause_if_short_polling(self, messages: list[dict[str, Any]]) -> None:
+        if not messages and self.poll_wait == 0:
+            time.sleep(SHORT_POLL_PAUSE)
 
     def _dispatch(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
@@ -332,6 +337,7 @@ class DeciderService:
     def poll_timers(self) -> int:
         queue = self.queues.settings.timer_queue
         messages = self.queues.receive(queue, wait=self.poll_wait)
+        self._pause_if_short_polling(messages)
         done = []
         for message in messages:
             try:

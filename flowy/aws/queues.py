@@ -19,6 +19,11 @@ from .settings import AWSSettings
 log = logging.getLogger("flowy.aws.queues")
 
 MAX_DELAY = 900  # seconds; the SQS limit
+# With a poll wait of 0 (short polling, for emulators), the pause after an
+# empty receive.  moto holds back a FIFO group's new messages until a long
+# poll that began while the group was busy ends, so long polls there add up
+# to their whole wait to each step of a run; short polls don't.
+SHORT_POLL_PAUSE = 0.05
 
 
 def timer_delay(fire_at: float, now: float) -> int:

@@ -30,7 +30,13 @@ from .batching import Batcher
 from .definitions import Registry
 from .messages import MalformedMessage, TaskMessage, TimerMessage, parse
 from .payloads import Payloads
-from .queues import Queues, notification_entry, numbered, receive_count
+from .queues import (
+    SHORT_POLL_PAUSE,
+    Queues,
+    notification_entry,
+    numbered,
+    receive_count,
+)
 from .store import HistoryStore, fact_id
 
 log = logging.getLogger("flowy.aws.worker")
@@ -141,6 +147,8 @@ class ActivityWorker:
             messages = response.get("Messages", [])
             for _ in range(free - len(messages)):
                 slots.release()
+            if not messages and self.poll_wait == 0:
+                await asyncio.sleep(SHORT_POLL_PAUSE)
             for message in messages:
                 task = asyncio.create_task(self._handle(queue, url, message))
                 self._running[task] = (url, message["ReceiptHandle"])

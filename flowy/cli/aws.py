@@ -40,14 +40,16 @@ def add_commands(commands: Any) -> None:
     decider.add_argument("--threads", type=int, default=2, help="decision threads")
     decider.add_argument("--cache-size", type=int, default=1000,
                          help="live runs kept per thread (0: replay every decision)")
-    decider.add_argument("--poll-wait", type=int, default=20, help="long-poll seconds")
+    poll_help = ("long-poll seconds (0: short polls with a 50 ms pause, for emulators such "
+                 "as moto that answer long polls late)")
+    decider.add_argument("--poll-wait", type=int, default=20, help=poll_help)
     worker = add("worker", "run an activity worker process", where, defs)
     worker.add_argument("--task-list", action="append", dest="task_lists",
                         help="task list to serve (repeatable; default: all in DEFS)")
     worker.add_argument("--concurrency", type=int, default=8, help="attempts at once")
     worker.add_argument("--grace", type=float, default=30.0,
                         help="seconds running attempts get to finish on SIGTERM")
-    worker.add_argument("--poll-wait", type=int, default=20, help="long-poll seconds")
+    worker.add_argument("--poll-wait", type=int, default=20, help=poll_help)
     start = add("start", "start a run; prints its id", where, defs)
     start.add_argument("workflow", help="workflow name or name@version")
     start.add_argument("args", nargs="*", metavar="ARG",

@@ -8,6 +8,7 @@ they would run against AWS.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..aws import AWSSettings, FlowyClient, load_registry
+from ..aws.decider import child_run_id
 from ..aws.emulator import LocalAWS, emulator_environment
 from ..aws.store import COMPLETED, FAILED, RunRecord
 from ..core.events import TaskCompleted, TaskFailed, TaskScheduled
@@ -42,7 +44,7 @@ def describe(record: RunRecord) -> dict[str, Any]:
 
 
 @contextmanager
-def local_stack(definitions: str, namespace: str, port: int = 0, *, poll_wait: int = 1,
+def local_stack(definitions: str, namespace: str, port: int = 0, *, poll_wait: int = 0,
                 quiet: bool = False) -> Iterator[tuple[FlowyClient, Any]]:
     """A moto server, the namespace's resources, and decider and worker processes."""
     server = LocalAWS(port)
@@ -87,6 +89,7 @@ def dev(definitions: str, port: int, namespace: str) -> int:
 
 
 def demo(output: str, workflow: str) -> int:
+    logging.getLogger("flowy").setLevel(logging.WARNING)
     print(f"starting a local AWS (moto), a decider and a worker for {DEMO_DEFINITIONS} ...")
     with local_stack(DEMO_DEFINITIONS, "demo", quiet=True) as (client, registry):
         inputs = DEMO_INPUTS[workflow]
@@ -94,14 +97,14 @@ def demo(output: str, workflow: str) -> int:
         print(f"started {workflow}{inputs}: run {handle.run_id}")
         shown = ""
         while True:
-            record = client.last_run(handle.run_id)
+            record = client.last_run(handle.run_id)  # before the histories it summarizes
             line = _progress(client, handle.run_id)
             if line != shown:
                 print(f"  {line}", flush=True)
                 shown = line
             if record.status in (COMPLETED, FAILED):
                 break
-            time.sleep(0.3)
+            time.sleep(1.0)
         try:
             print(f"result: {handle.result()}")
         except Exception as exc:  # noqa: BLE001 - show the failure, still write the trace
@@ -112,14 +115,22 @@ def demo(output: str, workflow: str) -> int:
 
 
 def _progress(client: FlowyClient, run_id: str) -> str:
-    """Tasks scheduled and ended across the run's restarts."""
-    scheduled = ended = runs = 0
-    record: RunRecord | None = client.status(run_id)
-    while record is not None:
-        runs += 1
-        for event in client.history(record.run_id):
-            scheduled += isinstance(event, TaskScheduled)
-            ended += isinstance(event, (TaskCompleted, TaskFailed))
-        record = client.status(record.next_run) if record.next_run else None
+    """Tasks scheduled and ended in the run, its restarts and its sub-workflows."""
+    counts = {"runs": 0, "scheduled": 0, "ended": 0}
+    _count_tasks(client, run_id, counts)
     last = client.last_run(run_id)
-    return f"{last.status}: {ended}/{scheduled} tasks done, {runs} run(s) in the chain"
+    return (f"{last.status}: {counts['ended']}/{counts['scheduled']} tasks done "
+            f"in {counts['runs']} run(s), counting sub-workflows and restarts")
+
+
+def _count_tasks(client: FlowyClient, run_id: str, counts: dict[str, int]) -> None:
+    record: RunRecord | None = client.store.get_run(run_id)
+    while record is not None:
+        counts["runs"] += 1
+        for event in client.history(record.run_id):
+            if isinstance(event, TaskScheduled):
+                counts["scheduled"] += 1
+                if event.kind == "workflow":
+                    _count_tasks(client, child_run_id(record.run_id, event.key), counts)
+            counts["ended"] += isinstance(event, (TaskCompleted, TaskFailed))
+        record = client.store.get_run(record.next_run) if record.next_run else None

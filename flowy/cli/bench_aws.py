@@ -90,8 +90,8 @@ def dollars(requests: dict[str, int]) -> float:
 
 
 @contextmanager
-def _engine(endpoint: str | None, deciders: int, workers: int, concurrency: int
-            ) -> Iterator[tuple[FlowyClient, dict[str, int]]]:
+def _engine(endpoint: str | None, deciders: int, workers: int, concurrency: int,
+            poll_wait: int | None) -> Iterator[tuple[FlowyClient, dict[str, int]]]:
     """A fresh namespace with decider and worker processes; the dict yielded
     is filled with their request counts when they have stopped."""
     namespace = "bench" + uuid.uuid4().hex[:8]
@@ -107,7 +107,9 @@ def _engine(endpoint: str | None, deciders: int, workers: int, concurrency: int
     with tempfile.TemporaryDirectory(prefix="flowy-bench-") as scratch:
         counts = Path(scratch) / "counts"
         env["FLOWY_REQUEST_COUNTS"] = str(counts)
-        wait = "1" if emulated else "20"
+        if poll_wait is None:  # short polls on emulators: see flowy.aws.queues.SHORT_POLL_PAUSE
+            poll_wait = 0 if emulated else 20
+        wait = str(poll_wait)
         logs = [Path(scratch) / f"{i}.log" for i in range(deciders + workers)]
         commands = ([["decider", "--threads", "2"]] * deciders
                     + [["worker", "--concurrency", str(concurrency)]] * workers)
@@ -141,11 +143,12 @@ def _wait_until_ready(logs: list[Path], processes: list[subprocess.Popen[bytes]]
 
 
 def run_aws_workload(workload: str, n: int, endpoint: str | None, deciders: int = 1,
-                     workers: int = 1, concurrency: int = 16) -> AWSFigures:
+                     workers: int = 1, concurrency: int = 16,
+                     poll_wait: int | None = None) -> AWSFigures:
     ref = {"fanout": "bench_fanout@1", "chain": "bench_chain@1", "many": "bench_chain@1",
            "reduce": "bench_reduce@1"}[workload]
     workflow = next(w for w in AWS_WORKFLOWS if w.ref == ref)
-    with _engine(endpoint, deciders, workers, concurrency) as (client, requests):
+    with _engine(endpoint, deciders, workers, concurrency, poll_wait) as (client, requests):
         started = time.perf_counter()
         if workload == "many":
             handles = [client.start(workflow, MANY_CHAIN_LENGTH) for _ in range(n)]
@@ -181,14 +184,15 @@ def _latencies(client: FlowyClient, run_ids: list[str]) -> tuple[list[float], in
 
 
 def bench_aws(workloads: list[str], sizes: dict[str, int], endpoint: str | None,
-              deciders: int, workers: int, concurrency: int) -> list[AWSFigures]:
+              deciders: int, workers: int, concurrency: int,
+              poll_wait: int | None = None) -> list[AWSFigures]:
     server = None
     if endpoint is None and not os.environ.get("AWS_ENDPOINT_URL"):
         server = LocalAWS()
         endpoint = server.start()
     try:
-        return [run_aws_workload(w, sizes[w], endpoint, deciders, workers, concurrency)
-                for w in workloads]
+        return [run_aws_workload(w, sizes[w], endpoint, deciders, workers, concurrency,
+                                 poll_wait) for w in workloads]
     finally:
         if server is not None:
             server.stop()

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=1, help="with --engine aws")
     bench.add_argument("--concurrency", type=int, default=16,
                        help="with --engine aws: attempts at once per worker")
+    bench.add_argument("--poll-wait", type=int,
+                       help="with --engine aws: long-poll seconds of the processes (default "
+                            "0, short polls, on an emulator; 20 on AWS)")
     _aws.add_commands(commands)
     return parser
 
@@ -71,7 +74,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     figures: list[Any]
     if args.engine == "aws":
         figures = bench_aws.bench_aws(workloads, sizes, args.endpoint_url, args.deciders,
-                                      args.workers, args.concurrency)
+                                      args.workers, args.concurrency, args.poll_wait)
         bench_aws.print_aws_figures(figures, args.json)
     else:
         figures = _bench.bench(workloads, sizes, args.executor,
