@@ -138,3 +138,14 @@ def test_declarations_are_checked() -> None:
         from flowy.aws import Registry
         Registry([AWSWorkflow(A.SingleCall, name="a").conf_activity("task", A.square),
                   AWSWorkflow(A.SingleCall, name="b").conf_activity("task", A.add)])
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """The README's main command, as a new user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLOWY_"))}
+    done = subprocess.run([sys.executable, "-m", "flowy", "demo", "-o", str(tmp_path / "d.svg")],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: 780" in done.stdout
+    assert "completed: 43/43 tasks done in 5 run(s)" in done.stdout
+    assert (tmp_path / "d.svg").exists() or "not rendered" in done.stdout
