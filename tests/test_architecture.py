@@ -165,3 +165,37 @@ def test_import_flowy_loads_no_aws_or_graphviz() -> None:
                                                        "aiobotocore", "graphviz"})))
     """)
     assert json.loads(out) == []
+
+
+# -- (d) the AWS engine -------------------------------------------------------------------
+
+AWS_FILES = sorted((PACKAGE / "aws").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", AWS_FILES, ids=lambda p: p.name)
+def test_aws_engine_does_not_depend_on_the_local_engine_or_the_cli(path: Path) -> None:
+    flowy_imports = {name for name, _, _ in imports(path) if name.split(".")[0] == "flowy"}
+    assert {n for n in flowy_imports if n.startswith(("flowy.engines", "flowy.cli"))} == set()
+
+
+def test_flowy_aws_without_its_extra_says_what_to_install() -> None:
+    out = run_python("""
+        import sys
+        sys.modules["aioboto3"] = None
+        try:
+            import flowy.aws
+        except ImportError as exc:
+            print(exc)
+    """)
+    assert "pip install 'flowy[aws]'" in out
+
+
+def test_the_cli_loads_aws_only_for_aws_commands() -> None:
+    out = run_python("""
+        import json, sys
+        import flowy.cli.main
+        flowy.cli.main._parser()
+        aws = {"boto3", "aioboto3"}
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in aws)))
+    """)
+    assert json.loads(out) == []

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import ConfigurationError
+import boto3
+from botocore.config import Config
+
 from .metrics import count_requests
 from .payloads import Payloads
 from .queues import Queues
@@ -21,17 +23,7 @@ from .settings import AWSSettings
 from .store import HistoryStore
 
 
-def _boto3() -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise ConfigurationError("the AWS engine needs boto3 and aioboto3: "
-                                 "pip install 'flowy[aws]'") from None
-    return boto3
-
-
-def client_config(pool: int = 50) -> Any:
-    from botocore.config import Config
+def client_config(pool: int = 50) -> Config:
     return Config(retries={"mode": "standard", "max_attempts": 8},
                   max_pool_connections=pool, connect_timeout=5, read_timeout=70)
 
@@ -51,7 +43,7 @@ class Backend:
     @classmethod
     def connect(cls, settings: AWSSettings | None = None) -> Backend:
         settings = settings or AWSSettings.from_env()
-        session = _boto3().session.Session()
+        session = boto3.session.Session()
         config = client_config()
         clients = {name: session.client(name, config=config, **settings.client_kwargs())
                    for name in ("dynamodb", "sqs", "s3")}
