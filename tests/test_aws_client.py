@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,34 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "result: 780" in done.stdout
     assert "completed: 43/43 tasks done in 5 run(s)" in done.stdout
     assert (tmp_path / "d.svg").exists() or "not rendered" in done.stdout
+
+
+def test_dev_serves_definitions_until_interrupted(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLOWY_"))}
+    log = tmp_path / "dev.log"
+    with log.open("w") as output:
+        dev = subprocess.Popen([sys.executable, "-m", "flowy", "dev", "examples.aws_defs",
+                                "--port", str(port)], env=env, cwd=ROOT, stderr=output)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops everything" not in log.read_text():
+            assert time.monotonic() < deadline and dev.poll() is None, log.read_text()
+            time.sleep(0.1)
+        client_env = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                      "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                      "AWS_DEFAULT_REGION": "us-east-1", "FLOWY_NAMESPACE": "dev"}
+        started = subprocess.run([sys.executable, "-m", "flowy", "start", "examples.aws_defs",
+                                  "example", "2", "10", "--wait", "--timeout", "60"],
+                                 env=client_env, cwd=ROOT, capture_output=True, text=True,
+                                 timeout=90)
+        assert started.stdout.split()[-1] == "104", started.stderr
+    finally:
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert "decider stopped" in log.read_text()

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,17 +75,17 @@ def local_stack(definitions: str, namespace: str, port: int = 0, *, poll_wait: i
 
 
 def dev(definitions: str, port: int, namespace: str) -> int:
-    print(f"local AWS (moto) on http://127.0.0.1:{port}, namespace {namespace}; in another "
-          "shell:", file=sys.stderr)
-    print(f"  export AWS_ENDPOINT_URL=http://127.0.0.1:{port} AWS_ACCESS_KEY_ID=testing "
-          f"AWS_SECRET_ACCESS_KEY=testing FLOWY_NAMESPACE={namespace}\n"
-          f"  flowy start {definitions} WORKFLOW ARGS... --wait\n"
-          "Ctrl-C stops everything.", file=sys.stderr)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with local_stack(definitions, namespace, port):
-        try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        except KeyboardInterrupt:
-            pass
+        print(f"flowy dev: local AWS (moto) on http://127.0.0.1:{port}, namespace {namespace}, "
+              "a decider and a worker. In another shell:\n"
+              f"  export AWS_ENDPOINT_URL=http://127.0.0.1:{port} AWS_ACCESS_KEY_ID=testing "
+              f"AWS_SECRET_ACCESS_KEY=testing FLOWY_NAMESPACE={namespace}\n"
+              f"  flowy start {definitions} WORKFLOW ARGS... --wait\n"
+              "Ctrl-C stops everything.", file=sys.stderr, flush=True)
+        stop.wait()
     return 0
 
 
