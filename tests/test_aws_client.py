@@ -181,3 +181,12 @@ def test_dev_serves_definitions_until_interrupted(tmp_path: Path) -> None:
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0, log.read_text()[-3000:]
     assert "decider stopped" in log.read_text()
+
+
+def test_namespaces_never_see_each_others_runs(make_stack: Any) -> None:
+    first, second = make_stack(), make_stack()
+    run = first.client.start(aws_workflow("example"), 1, 2)
+    assert [r.run_id for r in first.client.list_runs()] == [run.run_id]
+    assert second.client.list_runs() == []
+    with pytest.raises(RunNotFound):
+        second.client.status(run.run_id)

@@ -189,3 +189,18 @@ def test_sigterm_lets_the_running_attempt_finish(make_stack: Any, tmp_path: Path
     assert worker.wait(timeout=30) == 0
     assert A.calls(path, "end") == 1
     assert handle.result(timeout=30) == "done"
+
+
+def test_sigterm_past_the_grace_period_releases_the_attempt(make_stack: Any,
+                                                             tmp_path: Path) -> None:
+    stack = make_stack()
+    stack.decider()
+    impatient = stack.worker("--grace", "0.5")
+    path = str(tmp_path / "calls")
+    handle = stack.client.start(aws_workflow("slow"), path, 4.0)
+    wait_for(lambda: A.calls(path, "start") == 1, 30, "the attempt to start")
+    impatient.send_signal(signal.SIGTERM)
+    assert impatient.wait(timeout=30) == 0
+    stack.worker()  # gets the released message at once, not after its lease
+    assert handle.result(timeout=30) == "done"
+    assert A.calls(path, "start") == 2
