@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import boto3
 import pytest
 
 from flowy.aws import AWSSettings
+from flowy.aws.emulator import LocalAWS
 from tests.aws_support import new_namespace
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
@@ -42,7 +44,16 @@ def _deploy(endpoint: str, template: str, **parameters: str) -> None:
         StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
 
-def test_stack_creates_the_resources_the_engine_uses(aws_endpoint: str) -> None:
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """Always moto, whatever FLOWY_TEST_ENDPOINT says: it deploys CloudFormation
+    (ministack doesn't, and the tests must not create stacks on real AWS)."""
+    with LocalAWS() as server:
+        yield server.endpoint_url
+
+
+def test_stack_creates_the_resources_the_engine_uses(moto_endpoint: str) -> None:
+    aws_endpoint = moto_endpoint
     namespace = new_namespace()
     _deploy(aws_endpoint, "flowy.yaml", Namespace=namespace)
     _deploy(aws_endpoint, "task-list.yaml", Namespace=namespace, TaskList="images")
