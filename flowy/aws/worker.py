@@ -107,25 +107,13 @@ class ActivityWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _take_slots(self, slots: asyncio.Semaphore) -> int:
-        """Wait for a free slot, then take up to ten, waiting a moment for
-        enough of them to make a receive worth its request."""
+        """Wait for a free slot, then take up to ten; if attempts are running,
+        wait a moment for enough slots to make a receive worth its request."""
         await slots.acquire()
-        free = 1
-        deadline = asyncio.get_running_loop().time() + 0.05
-        while free < 10:
-            if not slots.locked():
-                await slots.acquire()
-            elif free >= self._receive_batch or len(self._running) == 0:
-                break
-            else:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(slots.acquire(), remaining)
-                except TimeoutError:
-                    break
-            free += 1
+        free = 1 + await _take_free(slots, 9)
+        if free < self._receive_batch and self._running:
+            await asyncio.sleep(0.05)
+            free += await _take_free(slots, 10 - free)
         return free
 
     async def _poll(self, queue: str, url: str, slots: asyncio.Semaphore) -> None:
@@ -261,6 +249,15 @@ class ActivityWorker:
             except Exception as exc:  # noqa: BLE001 - a stale lease is not fatal
                 log.warning("could not extend a message's lease (%s); another worker may "
                             "run the attempt too, and one result will win", exc)
+
+
+async def _take_free(slots: asyncio.Semaphore, most: int) -> int:
+    """Take up to ``most`` slots that are free now, without waiting."""
+    taken = 0
+    while taken < most and not slots.locked():
+        await slots.acquire()  # returns at once: a slot is free
+        taken += 1
+    return taken
 
 
 class _HeartbeatRecorder:

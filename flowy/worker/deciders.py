@@ -54,9 +54,11 @@ class DeciderThreads:
                 except queue.Empty:
                     break
             facts_by_run: dict[Any, list[Any]] = {}
+            stopping = False
             for item in batch:
                 if item is _STOP:
-                    return
+                    stopping = True  # after deciding on what came before it
+                    break
                 run, fact = item
                 facts_by_run.setdefault(run, []).append(fact)
             for run, facts in facts_by_run.items():
@@ -64,3 +66,5 @@ class DeciderThreads:
                     self._handler(decider, run, facts)
                 except Exception:  # one broken run must not stop the others
                     log.exception("decision for run %s failed", run)
+            if stopping:
+                return
