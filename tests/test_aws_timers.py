@@ -45,3 +45,23 @@ def test_completions_that_arrive_together_share_a_decision(make_stack: Any) -> N
     completions = [sum(isinstance(e, TaskCompleted) for e in b.events) for b in batches]
     assert sum(completions) == n + 1
     assert len(batches) <= n // 2, completions  # one decision per completion would be n + 2
+
+
+def test_held_notifications_keep_their_lease(make_stack: Any) -> None:
+    """A notification held by a slow decision must not reappear to other deciders."""
+    from flowy.aws import Registry
+    from flowy.aws.decider import DeciderService
+    from tests.scenarios import AWS_WORKFLOWS
+
+    stack = make_stack(visibility_timeout=10)
+    backend = stack.backend
+    service = DeciderService(Registry(AWS_WORKFLOWS), backend.store, backend.queues,
+                             backend.payloads, poll_wait=0)
+    service._threads.close()  # hold the notification: nobody handles it
+    queue = stack.settings.decision_queue
+    backend.queues.notify([("run-1", "news")])
+    assert service.poll_decisions() == 1
+    time.sleep(4)
+    service.renew_leases()  # a third through its 10 s lease: extended by 10 s
+    time.sleep(7.5)  # past the first lease, inside the renewed one
+    assert backend.queues.receive(queue, wait=0) == []

@@ -301,17 +301,36 @@ class DeciderService:
         self.poll_wait = poll_wait
         self._lease = queues.settings.visibility_timeout
         self._threads = DeciderThreads(threads, self._handle_run, cache_size, "flowy-decider")
+        # Notifications received and not yet deleted, with when their lease was
+        # last extended: a long decision (a large fan-out) must not let its
+        # notification reappear and reach another decider mid-way.
+        self._held: dict[str, float] = {}
+        self._held_lock = threading.Lock()
 
     def _handle_run(self, decider: Decider, run_id: str, receipts: list[str]) -> None:
-        queue = self.queues.settings.decision_queue
-
         try:
             self.maker.handle(decider, run_id)
         except Exception:
             log.exception("decision for run %s failed; its notification will come back",
                           run_id)
-            return
-        self.queues.delete(queue, receipts)
+        else:
+            self.queues.delete(self.queues.settings.decision_queue, receipts)
+        finally:
+            with self._held_lock:
+                for receipt in receipts:
+                    self._held.pop(receipt, None)
+
+    def renew_leases(self) -> None:
+        """Extend the leases of held notifications that are a third through theirs."""
+        now = time.monotonic()
+        with self._held_lock:
+            due = [r for r, since in self._held.items() if now - since > self._lease / 3]
+        if due:
+            self.queues.extend(self.queues.settings.decision_queue, due, self._lease)
+            with self._held_lock:
+                for receipt in due:
+                    if receipt in self._held:
+                        self._held[receipt] = now
 
     def poll_decisions(self) -> int:
         """One receive from the decision queue; returns how many messages came."""
@@ -332,6 +351,8 @@ class DeciderService:
             except MalformedMessage as exc:
                 self.queues.dead_letter(self.queues.settings.decision_queue, message, str(exc))
                 continue
+            with self._held_lock:
+                self._held[message["ReceiptHandle"]] = time.monotonic()
             self._threads.post(note.run, message["ReceiptHandle"], zlib.crc32(note.run.encode()))
 
     def poll_timers(self) -> int:
@@ -364,9 +385,22 @@ class DeciderService:
                     log.exception("polling failed; retrying in 1 s")
                     stop.wait(1)
 
+        def renew(done: threading.Event) -> None:
+            while not done.wait(self._lease / 6):
+                try:
+                    self.renew_leases()
+                except Exception:
+                    log.exception("extending leases failed; retrying")
+
         timer_thread = threading.Thread(target=loop, args=(self.poll_timers,),
                                         name="flowy-timers", daemon=True)
+        closed = threading.Event()
+        lease_thread = threading.Thread(target=renew, args=(closed,), name="flowy-leases",
+                                        daemon=True)
         timer_thread.start()
+        lease_thread.start()
         loop(self.poll_decisions)
         timer_thread.join()
-        self._threads.close()
+        self._threads.close()  # finishes the decisions in hand, whose leases go on
+        closed.set()
+        lease_thread.join()

@@ -120,6 +120,17 @@ class Queues:
                 log.warning("could not delete a message from %s (%s): it will come back",
                             queue, failure.get("Message", failure.get("Code")))
 
+    def extend(self, queue: str, receipts: Sequence[str], seconds: int) -> None:
+        """Keep received messages hidden ``seconds`` longer (their lease)."""
+        url = self.url(queue)
+        for start in range(0, len(receipts), 10):
+            entries = numbered([{"ReceiptHandle": r, "VisibilityTimeout": seconds}
+                                for r in receipts[start:start + 10]])
+            for failure in self.sqs.change_message_visibility_batch(
+                    QueueUrl=url, Entries=entries).get("Failed", []):
+                log.warning("could not extend a message's lease on %s (%s)", queue,
+                            failure.get("Message", failure.get("Code")))
+
     def dead_letter(self, queue: str, message: dict[str, Any], reason: str) -> None:
         """Move a poison message to the queue's dead-letter queue, with its reason."""
         log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",
