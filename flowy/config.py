@@ -77,3 +77,19 @@ def make_spec(kind: TaskKind, function: object, **options: Any) -> TaskSpec:
         raise ConfigurationError(f"retry must be a flowy.RetryPolicy, got {retry!r}")
     return TaskSpec(kind=kind, retry=retry, start_to_close=merged["timeout"],
                     schedule_to_start=merged["schedule_to_start"], heartbeat=merged["heartbeat"])
+
+
+def sub_workflow_spec(owner: object, dependency: str, workflow: object,
+                      configured: Container[str], *, retry: RetryPolicy | None,
+                      timeout: float | None) -> TaskSpec:
+    """The spec of a sub-workflow dependency, after checking the name and that
+    ``workflow`` is a workflow of the owner's own kind, and not the owner."""
+    check_dependency_name(dependency, configured)
+    kind = type(owner)
+    if not isinstance(workflow, kind):
+        raise ConfigurationError(f"conf_workflow({dependency!r}, ...) takes a {kind.__name__}, "
+                                 f"got {workflow!r}")
+    if workflow is owner:
+        raise ConfigurationError(f"{owner!r} can't be its own sub-workflow")
+    return make_spec("workflow", None, retry=retry, timeout=timeout)
+

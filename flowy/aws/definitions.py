@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
-from ..config import check_dependency_name, make_spec, resolve
+from ..config import check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError
 from ..core.replay import WorkflowDefinition
@@ -94,13 +94,8 @@ class AWSWorkflow:
                       retry: RetryPolicy | None = None,
                       timeout: float | None = None) -> AWSWorkflow:
         """Bind ``dependency`` to a sub-workflow, called like an activity."""
-        check_dependency_name(dependency, self._specs)
-        if not isinstance(workflow, AWSWorkflow):
-            raise ConfigurationError(
-                f"conf_workflow({dependency!r}, ...) takes an AWSWorkflow, got {workflow!r}")
-        if workflow is self:
-            raise ConfigurationError(f"workflow {self.ref} can't be its own sub-workflow")
-        self._specs[dependency] = make_spec("workflow", None, retry=retry, timeout=timeout)
+        self._specs[dependency] = sub_workflow_spec(self, dependency, workflow, self._specs,
+                                                    retry=retry, timeout=timeout)
         self.children[dependency] = workflow
         return self
 

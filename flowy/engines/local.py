@@ -8,7 +8,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
-from ..config import check_dependency_name, make_spec, resolve
+from ..config import check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError, TaskError
 from ..core.events import WorkflowCompleted
@@ -78,13 +78,8 @@ class LocalWorkflow:
                       retry: RetryPolicy | None = None,
                       timeout: float | None = None) -> LocalWorkflow:
         """Bind dependency ``name`` to a sub-workflow, called like an activity."""
-        check_dependency_name(name, self._specs)
-        if not isinstance(workflow, LocalWorkflow):
-            raise ConfigurationError(
-                f"conf_workflow({name!r}, ...) takes a LocalWorkflow, got {workflow!r}")
-        if workflow is self:
-            raise ConfigurationError(f"workflow {self.name} can't be its own sub-workflow")
-        self._specs[name] = make_spec("workflow", None, retry=retry, timeout=timeout)
+        self._specs[name] = sub_workflow_spec(self, name, workflow, self._specs, retry=retry,
+                                              timeout=timeout)
         self._children[name] = workflow
         return self
 
