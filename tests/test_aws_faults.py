@@ -204,3 +204,23 @@ def test_sigterm_past_the_grace_period_releases_the_attempt(make_stack: Any,
     stack.worker()  # gets the released message at once, not after its lease
     assert handle.result(timeout=30) == "done"
     assert A.calls(path, "start") == 2
+
+
+def test_a_cached_run_reads_only_its_inbox(make_stack: Any, monkeypatch: Any) -> None:
+    stack = make_stack()
+    backend = stack.backend
+    handle = stack.client.start(aws_workflow("example"), 1, 2)
+    maker = DecisionMaker(Registry(AWS_WORKFLOWS), backend.store, backend.queues,
+                          backend.payloads)
+    decider = Decider()
+    history_reads = []
+    read_batches = backend.store.read_batches
+    monkeypatch.setattr(backend.store, "read_batches",
+                        lambda *a, **k: history_reads.append(a) or read_batches(*a, **k))
+    maker.handle(decider, handle.run_id)  # loads the run: its one history read
+    for key, result in (("square-0-1", "1"), ("square-1-1", "4"), ("sum-0-1", "5")):
+        backend.store.add_outcome(handle.run_id, stamped(TaskCompleted(key, result), 9.0))
+        maker.handle(decider, handle.run_id)
+    assert len(history_reads) == 1
+    assert decider.replays == 1  # the first decision starts from the empty history
+    assert stack.client.status(handle.run_id).status == "completed"
