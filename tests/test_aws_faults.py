@@ -224,3 +224,21 @@ def test_a_cached_run_reads_only_its_inbox(make_stack: Any, monkeypatch: Any) ->
     assert len(history_reads) == 1
     assert decider.replays == 1  # the first decision starts from the empty history
     assert stack.client.status(handle.run_id).status == "completed"
+
+
+def test_outcome_written_but_never_notified_is_notified_on_redelivery(make_stack: Any) -> None:
+    """A worker wrote the outcome and died before notifying: the next worker to
+    get the message notifies instead of running the attempt again."""
+    stack = make_stack()
+    stack.decider()
+    handle = stack.client.start(aws_workflow("manual"), 7)
+    queues, store = stack.backend.queues, stack.backend.store
+    queue = stack.settings.task_queue("manual")
+    message = wait_for(lambda: queues.receive(queue, wait=1), 30, "the task message")[0]
+    task = json.loads(message["Body"])
+    store.add_outcome(task["run"], stamped(TaskCompleted(task["key"], "49"), 1.0))
+    queues.extend(queue, [message["ReceiptHandle"]], 0)  # it dies: the message comes back
+    stack.worker("--task-list", "manual")
+    assert handle.result(timeout=30) == 49
+    assert _keys(stack.client.history(handle.run_id), TaskCompleted) == Counter(
+        {task["key"]: 1})

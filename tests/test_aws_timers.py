@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -65,3 +66,17 @@ def test_held_notifications_keep_their_lease(make_stack: Any) -> None:
     service.renew_leases()  # a third through its 10 s lease: extended by 10 s
     time.sleep(7.5)  # past the first lease, inside the renewed one
     assert backend.queues.receive(queue, wait=0) == []
+
+
+def test_a_repeated_timeout_notifies_again(make_stack: Any) -> None:
+    """The first handler of a timeout recorded it and died before notifying."""
+    from flowy.core.events import TaskTimedOut, stamped
+
+    stack = make_stack()
+    backend = stack.backend
+    keeper = TimerKeeper(backend.store, backend.queues)
+    backend.store.add_outcome("r2", stamped(TaskTimedOut("t-0-1", "start_to_close"), 1.0))
+    keeper.handle(TimerMessage(run="r2", key="t-0-1", kind="start_to_close", fire_at=0.0))
+    notes = backend.queues.receive(stack.settings.decision_queue, wait=1)
+    assert [json.loads(m["Body"])["run"] for m in notes] == ["r2"]
+    assert [type(f).__name__ for _, f in backend.store.read_inbox("r2")] == ["TaskTimedOut"]

@@ -49,7 +49,16 @@ from .definitions import AWSWorkflow, Registry
 from .messages import MalformedMessage, Notification, TaskMessage, TimerMessage, parse
 from .payloads import Payloads
 from .queues import SHORT_POLL_PAUSE, Queues, timer_delay
-from .store import COMPLETED, FAILED, RESTARTED, HistoryStore, RunRecord, fact_id
+from .store import (
+    COMPLETED,
+    FAILED,
+    IN_HISTORY,
+    RESTARTED,
+    HistoryStore,
+    RunRecord,
+    fact_id,
+    outcome_id,
+)
 
 log = logging.getLogger("flowy.aws.decider")
 
@@ -264,19 +273,21 @@ class TimerKeeper:
         if timer_delay(timer.fire_at, now) > 0:
             self.queues.send_timers([timer])  # SQS delays stop at 15 minutes: re-arm
             return
-        fact = self._fact_for(timer, now)
-        if fact is None:
-            return
-        added = (self.store.add_fact(timer.run, fact) if isinstance(fact, TimerFired)
-                 else self.store.add_outcome(timer.run, fact))
-        if added:
-            self.queues.notify([(timer.run, fact_id(fact))])
+        news = self._fire(timer, now)
+        if news is not None:
+            self.queues.notify([(timer.run, news)])
 
-    def _fact_for(self, timer: TimerMessage, now: float) -> Fact | None:
+    def _fire(self, timer: TimerMessage, now: float) -> str | None:
+        """Record what the timer means; the news to notify, if any.  A timer
+        message can come twice (its first handler died before deleting it, maybe
+        before notifying), so news already recorded is notified again."""
         if timer.kind == "timer":
-            return stamped(TimerFired(timer.key), now)
-        if self.store.has_outcome(timer.run, timer.key):
-            return None  # the attempt ended in time
+            fired = stamped(TimerFired(timer.key), now)
+            self.store.add_fact(timer.run, fired)
+            return fact_id(fired)
+        ended = self.store.outcome_of(timer.run, timer.key)
+        if ended is not None:  # the attempt ended (in time, or timed out before)
+            return None if ended == IN_HISTORY else outcome_id(ended, timer.key)
         beat = self.store.get_beat(timer.run, timer.key)
         details = beat[1] if beat else None
         if timer.kind == "schedule_to_start" and beat is not None:
@@ -286,7 +297,9 @@ class TimerKeeper:
             if due > now:
                 self.queues.send_timers([timer.model_copy(update={"fire_at": due})])
                 return None
-        return stamped(TaskTimedOut(timer.key, timer.kind, details), now)
+        timeout = stamped(TaskTimedOut(timer.key, timer.kind, details), now)
+        self.store.add_outcome(timer.run, timeout)
+        return fact_id(timeout)
 
 
 class DeciderService:

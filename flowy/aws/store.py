@@ -44,6 +44,7 @@ from .payloads import Payloads
 RUN_INDEX = "runs_by_workflow"
 OPEN, COMPLETED, FAILED, RESTARTED = "open", "completed", "failed", "restarted"
 STATUSES = (OPEN, COMPLETED, FAILED, RESTARTED)
+IN_HISTORY = "in history"
 
 
 def fact_id(fact: Fact) -> str:
@@ -52,7 +53,12 @@ def fact_id(fact: Fact) -> str:
         return "start"
     if isinstance(fact, TimerFired):
         return f"timer:{fact.key}"
-    return f"{type(fact).__name__}:{fact.key}"
+    return outcome_id(type(fact).__name__, fact.key)
+
+
+def outcome_id(fact_type: str, key: str) -> str:
+    """The identity of an attempt's outcome of type ``fact_type``."""
+    return f"{fact_type}:{key}"
 
 
 def outcome_key(fact: Fact) -> str | None:
@@ -275,13 +281,19 @@ class HistoryStore:
         facts.sort(key=lambda pair: pair[1].at)
         return facts  # type: ignore[return-value]
 
-    def has_outcome(self, run_id: str, key: str) -> bool:
-        """Whether attempt ``key`` has an outcome, waiting or in the history."""
+    def outcome_of(self, run_id: str, key: str) -> str | None:
+        """How attempt ``key`` ended: the type of its outcome while that waits in
+        the inbox, :data:`IN_HISTORY` once a decider took it, or None."""
         response = self._db.batch_get_item(RequestItems={self.table: {
             "Keys": [{"pk": {"S": run_id}, "sk": {"S": sk}}
                      for sk in (f"fact#{key}", f"done#{key}")],
-            "ConsistentRead": True, "ProjectionExpression": "pk"}})
-        return bool(response["Responses"].get(self.table))
+            "ConsistentRead": True, "ProjectionExpression": "sk, #t",
+            "ExpressionAttributeNames": {"#t": "type"}}})
+        items = {item["sk"]["S"]: item for item in response["Responses"].get(self.table, [])}
+        if f"done#{key}" in items:
+            return IN_HISTORY
+        waiting = items.get(f"fact#{key}")
+        return None if waiting is None else str(waiting["type"]["S"])
 
     def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
                 sent_version: int) -> None:

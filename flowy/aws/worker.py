@@ -37,7 +37,7 @@ from .queues import (
     numbered,
     receive_count,
 )
-from .store import HistoryStore, fact_id
+from .store import IN_HISTORY, HistoryStore, fact_id, outcome_id
 
 log = logging.getLogger("flowy.aws.worker")
 
@@ -155,10 +155,11 @@ class ActivityWorker:
             return
         keep_alive = asyncio.create_task(self._keep_alive(url, receipt))
         try:
-            fact = await self._attempt(task, receive_count(message))
-            if fact is not None and await asyncio.to_thread(self.store.add_outcome, task.run,
-                                                            fact):
-                await self._notifications.submit((task.run, fact_id(fact)))
+            news = await self._attempt(task, receive_count(message))
+            if news is not None:
+                # Also when the outcome was there already: whoever wrote it may
+                # have died before notifying (a repeat is deduplicated).
+                await self._notifications.submit((task.run, news))
             await self._deletions.submit((url, receipt))
         except Exception:
             log.exception("attempt %s of run %s could not be reported; its message will "
@@ -166,10 +167,19 @@ class ActivityWorker:
         finally:
             keep_alive.cancel()
 
-    async def _attempt(self, task: TaskMessage, deliveries: int) -> Fact | None:
-        if deliveries > 1 and await asyncio.to_thread(self.store.has_outcome, task.run,
-                                                      task.key):
-            return None  # a redelivery of an attempt that has ended
+    async def _attempt(self, task: TaskMessage, deliveries: int) -> str | None:
+        """Run the attempt and record its outcome; the news to notify, if any."""
+        if deliveries > 1:  # the attempt may have ended: don't run it again
+            ended = await asyncio.to_thread(self.store.outcome_of, task.run, task.key)
+            if ended == IN_HISTORY:
+                return None
+            if ended is not None:
+                return outcome_id(ended, task.key)
+        fact = await self._run(task, deliveries)
+        await asyncio.to_thread(self.store.add_outcome, task.run, fact)
+        return fact_id(fact)
+
+    async def _run(self, task: TaskMessage, deliveries: int) -> Fact:
         binding = self.activities.get(task.activity)
         if binding is None:
             return self._failure(task, ConfigurationError(
