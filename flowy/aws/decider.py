@@ -253,8 +253,10 @@ class DecisionMaker:
             else:
                 assert isinstance(closing, WorkflowFailed)
                 outcome = TaskFailed(record.parent_key, closing.error, record.started_at)
-            if self.store.add_outcome(record.parent_run, stamped(outcome, closing.at)):
-                outbox.notifications.append((record.parent_run, fact_id(outcome)))
+            self.store.add_outcome(record.parent_run, stamped(outcome, closing.at))
+            # Even if it was there: this may be the re-send of a batch whose
+            # decider died between writing the outcome and notifying.
+            outbox.notifications.append((record.parent_run, fact_id(outcome)))
         if isinstance(closing, WorkflowCompleted):
             self.store.close_run(record.run_id, COMPLETED, closing.at, result=closing.result)
         elif isinstance(closing, WorkflowFailed):
