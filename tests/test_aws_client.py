@@ -32,6 +32,21 @@ def test_workflow_id_starts_at_most_one_run(make_stack: Any) -> None:
     assert other.run_id != first.run_id and other.result(timeout=60) == 61
 
 
+def test_a_start_that_died_half_way_is_finished_by_the_next(make_stack: Any) -> None:
+    from flowy.aws.store import RunRecord
+
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    workflow = aws_workflow("example")
+    owner = stack.backend.store.claim_workflow_id("half", "run-half")
+    stack.backend.store.create_run(RunRecord(owner, workflow.ref, input="[[3,4],{}]",
+                                             workflow_id="half"))  # then it died
+    handle = stack.client.start(workflow, 3, 4, workflow_id="half")
+    assert handle.run_id == "run-half"
+    assert handle.result(timeout=60) == 25
+
+
 def test_status_list_history_and_trace(make_stack: Any, tmp_path: Path) -> None:
     stack = make_stack()
     stack.decider()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -9,13 +10,13 @@ from typing import Any
 from ..codec import DEFAULT_CODEC
 from ..core.codec import Codec
 from ..core.errors import FlowyError, TaskError
-from ..core.events import Event, TaskScheduled, WorkflowStarted, stamped
+from ..core.events import Event, TaskScheduled
 from ..tracing import Trace, build_run_trace
 from .backend import Backend
 from .decider import child_run_id
 from .definitions import AWSWorkflow
 from .settings import AWSSettings
-from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord, fact_id
+from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord
 
 
 class RunNotFound(FlowyError, LookupError):
@@ -41,18 +42,16 @@ class FlowyClient:
         encoded = workflow.codec.encode([list(args), kwargs])
         self.workflows[workflow.ref] = workflow
         run_id = uuid.uuid4().hex
+        record = RunRecord(run_id, workflow.ref, input=encoded, workflow_id=workflow_id)
         if workflow_id is not None:
             owner = self.store.claim_workflow_id(workflow_id, run_id)
-            if owner != run_id and self.store.get_run(owner) is not None:
+            # An earlier start of this id may have died half-way: finish it
+            # (every step is idempotent), but never start a second run.
+            record = self.store.get_run(owner) or dataclasses.replace(record, run_id=owner)
+            if record.status != OPEN:
                 return RunHandle(self, owner)
-            run_id = owner  # a start that died before creating its run: finish it
-        now = time.time()
-        self.store.create_run(RunRecord(run_id, workflow.ref, input=encoded, started_at=now,
-                                        workflow_id=workflow_id))
-        started = stamped(WorkflowStarted(encoded), now)
-        self.store.add_fact(run_id, started)
-        self.backend.queues.notify([(run_id, fact_id(started))])
-        return RunHandle(self, run_id)
+        self.backend.queues.notify([self.store.start_run(record)])
+        return RunHandle(self, record.run_id)
 
     def status(self, run_id: str) -> RunRecord:
         record = self.store.get_run(run_id)

@@ -39,7 +39,6 @@ from ..core.events import (
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowRestarted,
-    WorkflowStarted,
     is_decision,
     stamped,
 )
@@ -227,10 +226,7 @@ class DecisionMaker:
                                               fire_at=task.at + task.start_to_close))
 
     def _start_run(self, record: RunRecord, outbox: Outbox) -> None:
-        self.store.create_run(record)
-        started = WorkflowStarted(record.input, at=record.started_at)
-        self.store.add_fact(record.run_id, started)
-        outbox.notifications.append((record.run_id, fact_id(started)))
+        outbox.notifications.append(self.store.start_run(record))
 
     def _close(self, state: RunState, closing: Decision, outbox: Outbox) -> None:
         record = state.record

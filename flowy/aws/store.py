@@ -138,6 +138,14 @@ class HistoryStore:
                 item[name] = {"S": value}
         return self._put_new(item)
 
+    def start_run(self, run: RunRecord) -> tuple[str, str]:
+        """Create the run and put its start in its inbox, both idempotently;
+        returns the ``(run_id, why)`` notification that must follow."""
+        self.create_run(run)
+        started = WorkflowStarted(run.input, at=run.started_at)
+        self.add_fact(run.run_id, started)
+        return run.run_id, fact_id(started)
+
     def get_run(self, run_id: str) -> RunRecord | None:
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,
                                  Key={"pk": {"S": run_id}, "sk": {"S": "run"}}).get("Item")
