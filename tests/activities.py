@@ -209,6 +209,19 @@ def echo_types(value: Any) -> list[Any]:
     return [type(value).__name__, value]
 
 
+class ReversedJSON:
+    """A codec whose strings are not JSON: the default codec's, reversed."""
+
+    def encode(self, value: Any) -> str:
+        return flowy.DEFAULT_CODEC.encode(value)[::-1]
+
+    def decode(self, data: str) -> Any:
+        return flowy.DEFAULT_CODEC.decode(data[::-1])
+
+
+REVERSED_JSON = ReversedJSON()
+
+
 # -- workflows -------------------------------------------------------------------
 
 

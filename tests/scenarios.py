@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowy import LocalWorkflow, RetryPolicy
+from flowy import DEFAULT_CODEC, Codec, LocalWorkflow, RetryPolicy
 from flowy.aws import AWSWorkflow
 from flowy.cli import bench
 from tests import activities as A
@@ -25,6 +25,7 @@ class Scenario:
     factory: Callable[..., Any]
     activities: dict[str, tuple[Callable[..., Any], dict[str, Any]]]
     children: dict[str, str] = field(default_factory=dict)  # dependency -> scenario name
+    codec: Codec = DEFAULT_CODEC
 
 
 def _plain(**functions: Callable[..., Any]) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
@@ -36,6 +37,9 @@ FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=1.0)
 SCENARIOS: dict[str, Scenario] = {
     "example": Scenario(A.ExampleWorkflow, _plain(square=A.square, sum=A.add)),
     "branching": Scenario(A.Branching, _plain(square=A.square)),
+    "reversed_codec": Scenario(A.ExampleWorkflow, {
+        "square": (A.square, {"name": "square_reversed"}),
+        "sum": (A.add, {"name": "add_reversed"})}, codec=A.REVERSED_JSON),
     "init_calls": Scenario(A.InitCalls, _plain(square=A.square, sum=A.add)),
     "single_fail": Scenario(A.SingleCall, _plain(task=A.fail_with)),
     "catch_and_continue": Scenario(A.CatchAndContinue, _plain(fail=A.fail_with,
@@ -74,7 +78,7 @@ LOCAL_ONLY_OPTIONS = ("task_list", "name")
 
 def local_workflow(name: str, **options: Any) -> LocalWorkflow:
     scenario = SCENARIOS[name]
-    workflow = LocalWorkflow(scenario.factory, name=name, **options)
+    workflow = LocalWorkflow(scenario.factory, name=name, codec=scenario.codec, **options)
     for dependency, (function, conf) in scenario.activities.items():
         workflow.conf_activity(dependency, function, **{
             k: v for k, v in conf.items() if k not in LOCAL_ONLY_OPTIONS})
@@ -86,7 +90,7 @@ def local_workflow(name: str, **options: Any) -> LocalWorkflow:
 @functools.cache
 def aws_workflow(name: str) -> AWSWorkflow:
     scenario = SCENARIOS[name]
-    workflow = AWSWorkflow(scenario.factory, name=name)
+    workflow = AWSWorkflow(scenario.factory, name=name, codec=scenario.codec)
     for dependency, (function, conf) in scenario.activities.items():
         workflow.conf_activity(dependency, function, **{"name": function.__name__, **conf})
     for dependency, child in scenario.children.items():

@@ -34,6 +34,7 @@ class Case:
 
 CASES = [
     Case("parallel_then_sum", "example", (2, 10), 104),
+    Case("custom_codec", "reversed_codec", (2, 10), 104),
     Case("results_in_python_code", "branching", (5,), 20),
     Case("calls_in_init", "init_calls", (1,), 10),
     Case("activity_error", "single_fail", ("boom",), error=("builtins.ValueError", "boom")),

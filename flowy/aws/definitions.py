@@ -34,6 +34,7 @@ class ActivityBinding:
     version: str
     task_list: str
     function: Callable[..., Any]
+    codec: Codec = DEFAULT_CODEC  # the declaring workflow's: it encodes the inputs
 
     @property
     def ref(self) -> str:
@@ -87,7 +88,8 @@ class AWSWorkflow:
                                             heartbeat=heartbeat,
                                             schedule_to_start=schedule_to_start)
         self.activities[dependency] = ActivityBinding(activity_name, version,
-                                                      check_task_list(task_list), target)
+                                                      check_task_list(task_list), target,
+                                                      self.codec)
         return self
 
     def conf_workflow(self, dependency: str, workflow: AWSWorkflow, *,
@@ -127,10 +129,11 @@ class Registry:
             pending.extend(workflow.children.values())
             for binding in workflow.activities.values():
                 other = self.activities.setdefault(binding.ref, binding)
-                if other.function is not binding.function or other.task_list != binding.task_list:
+                if (other.function, other.task_list, other.codec) != (
+                        binding.function, binding.task_list, binding.codec):
                     raise ConfigurationError(
-                        f"{source}: activity {binding.ref} is bound to two different functions "
-                        "or task lists; give one of them another name or version")
+                        f"{source}: activity {binding.ref} is bound to two different functions, "
+                        "task lists or codecs; give one of them another name or version")
 
     def workflow(self, ref: str) -> AWSWorkflow:
         try:

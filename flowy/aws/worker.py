@@ -21,8 +21,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..codec import DEFAULT_CODEC
-from ..core.codec import Codec
 from ..core.errors import ConfigurationError, ErrorInfo, ServiceError
 from ..core.events import Fact, TaskCompleted, TaskFailed, stamped
 from ..worker.activity import AttemptOutcome, execute_activity, execute_activity_async
@@ -47,8 +45,7 @@ class ActivityWorker:
 
     def __init__(self, registry: Registry, store: HistoryStore, queues: Queues,
                  payloads: Payloads, sqs: Any, *, task_lists: list[str] | None = None,
-                 concurrency: int = 8, poll_wait: int = 20, grace: float = 30.0,
-                 codec: Codec = DEFAULT_CODEC) -> None:
+                 concurrency: int = 8, poll_wait: int = 20, grace: float = 30.0) -> None:
         self.task_lists = task_lists or registry.task_lists()
         if not self.task_lists:
             raise ConfigurationError(f"{registry.source} declares no activities: nothing to run")
@@ -62,7 +59,6 @@ class ActivityWorker:
         self.concurrency = concurrency
         self.poll_wait = poll_wait
         self.grace = grace
-        self.codec = codec
         self.completed = 0
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="flowy-activity")
         self._running: dict[asyncio.Task[None], tuple[str, str]] = {}
@@ -199,11 +195,11 @@ class ActivityWorker:
         outcome: AttemptOutcome
         if binding.is_async:
             outcome = await execute_activity_async(binding.function, token, task.key, encoded,
-                                                   self.codec, reporter)
+                                                   binding.codec, reporter)
         else:
             outcome = await asyncio.get_running_loop().run_in_executor(
                 self._pool, execute_activity, binding.function, token, task.key, encoded,
-                self.codec, reporter)
+                binding.codec, reporter)
         self.completed += 1
         fact: Fact = (TaskFailed(task.key, outcome.error, outcome.started_at)
                       if outcome.error is not None else
