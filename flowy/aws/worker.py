@@ -64,7 +64,8 @@ class ActivityWorker:
         self._running: dict[asyncio.Task[None], tuple[str, str]] = {}
         # Receive when at least this many attempts can start, to batch receives.
         self._receive_batch = max(1, min(10, concurrency) // 2)
-        self._notifications: Batcher[tuple[str, str]] = Batcher(self._send_notifications)
+        self._notifications: Batcher[tuple[str, str]] = Batcher(self._send_notifications,
+                                                                max_delay=0.005)
         self._deletions: Batcher[tuple[str, str]] = Batcher(self._delete_messages)
 
     async def serve(self, stop: asyncio.Event) -> None:
