@@ -229,12 +229,12 @@ class HistoryStore:
 
     # -- history --------------------------------------------------------------
 
-    def read_batches(self, run_id: str, after: int = 0) -> list[Batch]:
-        """Committed batches with a version above ``after``, in order."""
+    def read_batches(self, run_id: str) -> list[Batch]:
+        """The run's committed batches, in order: its whole history."""
         return [Batch(int(item["sk"]["S"].partition("#")[2]),
                       [event_from_dict(d) for d in json.loads(self._unpack(item["events"]))],
                       float(item["committed_at"]["N"]))
-                for item in self._query(run_id, "batch#", start_after=f"batch#{after:010d}")]
+                for item in self._query(run_id, "batch#")]
 
     def commit(self, run_id: str, version: int, events: Sequence[Event]) -> bool:
         """Write batch ``version``; False if another decider wrote it first."""
@@ -346,17 +346,11 @@ class HistoryStore:
 
     # -- plumbing -------------------------------------------------------------
 
-    def _query(self, run_id: str, prefix: str, start_after: str | None = None
-               ) -> Iterator[dict[str, Any]]:
-        condition = "pk = :pk AND begins_with(sk, :prefix)"
-        values: dict[str, Any] = {":pk": {"S": run_id}, ":prefix": {"S": prefix}}
-        if start_after is not None:
-            condition = "pk = :pk AND sk BETWEEN :after AND :end"
-            values = {":pk": {"S": run_id}, ":after": {"S": start_after + "\x00"},
-                      ":end": {"S": prefix + "\U0010ffff"}}
+    def _query(self, run_id: str, prefix: str) -> Iterator[dict[str, Any]]:
         pages = self._db.get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression=condition,
-            ExpressionAttributeValues=values, ConsistentRead=True)
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": run_id}, ":prefix": {"S": prefix}},
+            ConsistentRead=True)
         for page in pages:
             yield from page["Items"]
 
