@@ -2,14 +2,13 @@
 
 moto (the ``dev`` extra) serves SQS, DynamoDB and S3 over HTTP; clients
 reach it through ``AWS_ENDPOINT_URL`` like any other endpoint, so the engine
-runs unchanged.  Its memory grows with data until :meth:`LocalAWS.reset`.
+runs unchanged.  Its memory grows with the data it holds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import urllib.request
 from typing import Any
 
 from ..core.errors import ConfigurationError
@@ -46,11 +45,6 @@ class LocalAWS:
         host, port = self._server.get_host_and_port()  # the port the OS chose for port 0
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
-
-    def reset(self) -> None:
-        """Forget every resource and message (moto's memory only grows otherwise)."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
 
     def stop(self) -> None:
         if self._server is not None:

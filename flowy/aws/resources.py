@@ -1,4 +1,4 @@
-"""Create (or delete) a namespace's table, queues and bucket, for dev stacks and tests.
+"""Create a namespace's table, queues and bucket, for dev stacks and tests.
 
 Production stacks come from ``infra/flowy.yaml``; this creates the same
 resources with the same names, idempotently, so ``flowy setup`` and
@@ -76,18 +76,3 @@ def _ensure_bucket(s3: Any, settings: AWSSettings) -> None:
     except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
         pass
 
-
-def delete_resources(settings: AWSSettings, task_lists: Iterable[str], *, dynamodb: Any,
-                     sqs: Any, s3: Any) -> None:
-    """Delete the namespace's resources (for tests and dev stacks)."""
-    try:
-        dynamodb.delete_table(TableName=settings.table)
-    except dynamodb.exceptions.ResourceNotFoundException:
-        pass
-    for queue in [settings.decision_queue, settings.timer_queue,
-                  *(settings.task_queue(t) for t in task_lists)]:
-        for name in (queue, AWSSettings.dead_letter_queue(queue)):
-            try:
-                sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
-            except sqs.exceptions.QueueDoesNotExist:
-                pass

@@ -43,7 +43,6 @@ from .payloads import Payloads
 
 RUN_INDEX = "runs_by_workflow"
 OPEN, COMPLETED, FAILED, RESTARTED = "open", "completed", "failed", "restarted"
-STATUSES = (OPEN, COMPLETED, FAILED, RESTARTED)
 IN_HISTORY = "in history"
 
 
