@@ -123,6 +123,11 @@ def test_cli_start_wait_status_list_history_trace(make_stack: Any, tmp_path: Pat
     assert failed.returncode == 1 and "builtins.ValueError: boom" in failed.stderr
     unknown = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "nope")
     assert unknown.returncode == 2 and "no workflow named 'nope'" in unknown.stderr
+    bad = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "example", "--kwargs", "[1")
+    assert bad.returncode == 2 and "--kwargs must be a JSON object" in bad.stderr
+    missing = _flowy(stack, "status", "no-such-run")
+    assert missing.returncode == 1 and "no run no-such-run" in missing.stderr
+    assert "Traceback" not in bad.stderr + missing.stderr
 
 
 def test_setup_creates_a_namespace(aws_endpoint: str) -> None:

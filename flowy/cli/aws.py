@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from ..core.errors import ConfigurationError
+from ..core.errors import ConfigurationError, FlowyError
 from ..core.events import event_to_dict
 
 COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
@@ -93,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiobotocore").setLevel(logging.WARNING)
     try:
         return _dispatch(args, aws_stack)
-    except ConfigurationError as exc:
+    except FlowyError as exc:  # bad input or an unreachable service: say what, no traceback
         print(f"flowy {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, ConfigurationError) else 1
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -135,7 +135,7 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
         registry = load_registry(args.definitions)
         ref = args.workflow if "@" in args.workflow else _latest(registry, args.workflow)
         handle = client.start(registry.workflow(ref), *map(_json_arg, args.args),
-                              workflow_id=args.workflow_id, **json.loads(args.kwargs))
+                              workflow_id=args.workflow_id, **_json_object(args.kwargs))
         print(handle.run_id)
         if args.wait:
             return _print_result(client, handle.run_id, args.timeout)
@@ -168,6 +168,16 @@ def _latest(registry: Any, name: str) -> str:
         raise ConfigurationError(f"no workflow named {name!r} in {registry.source}; known: "
                                  f"{', '.join(sorted(registry.workflows))}")
     return str(refs[-1])
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"--kwargs must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"--kwargs must be a JSON object, got {text!r}")
+    return value
 
 
 def _json_arg(text: str) -> Any:
