@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from flowy.aws.decider import TimerKeeper
+from flowy.aws.timers import TimerKeeper
 from flowy.aws.messages import TimerMessage
 from flowy.aws.queues import MAX_DELAY, timer_delay
 from flowy.core.events import TaskCompleted
