@@ -6,9 +6,9 @@ import json
 import time
 from typing import Any
 
-from flowy.aws.timers import TimerKeeper
 from flowy.aws.messages import TimerMessage
 from flowy.aws.queues import MAX_DELAY, timer_delay
+from flowy.aws.timers import TimerKeeper
 from flowy.core.events import TaskCompleted
 from tests.scenarios import aws_workflow
 
