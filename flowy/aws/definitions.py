@@ -159,8 +159,9 @@ def load_registry(target: str) -> Registry:
     try:
         module: ModuleType = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(f"can't import the definitions module {module_name!r}: "
-                                 f"{exc}") from exc
+        raise ConfigurationError(
+            f"can't import the definitions module {module_name!r}: {exc}. Run from the "
+            "directory that holds it, or add that directory to PYTHONPATH") from exc
     if not attribute:
         found = [v for v in vars(module).values() if isinstance(v, AWSWorkflow)]
         if not found:
