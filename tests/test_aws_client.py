@@ -130,6 +130,33 @@ def test_cli_start_wait_status_list_history_trace(make_stack: Any, tmp_path: Pat
     assert "Traceback" not in bad.stderr + missing.stderr
 
 
+def test_any_client_given_the_definitions_decodes_with_the_workflow_codec(
+        make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    started = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "reversed_codec", "3", "4")
+    run_id = started.stdout.strip()
+    registry = load_registry("tests.scenarios:AWS_WORKFLOWS")
+    assert FlowyClient(stack.settings, registry=registry).wait(run_id, timeout=60) == 25
+    waited = _flowy(stack, "wait", run_id, "--definitions", "tests.scenarios:AWS_WORKFLOWS")
+    assert waited.stdout.strip() == "25", waited.stderr
+
+
+def test_a_name_without_version_starts_the_highest_version() -> None:
+    from flowy.aws import Registry
+
+    registry = Registry([AWSWorkflow(A.SingleCall, name="w", version=v)
+                         .conf_activity("task", A.square) for v in ("2", "10", "9", "1.10")])
+    assert registry.latest("w").version == "10"
+    assert registry.latest("w@9").version == "9"
+    assert Registry([AWSWorkflow(A.SingleCall, name="w", version=v)
+                     .conf_activity("task", A.square) for v in ("1.9", "1.10")]
+                    ).latest("w").version == "1.10"
+    with pytest.raises(ConfigurationError, match="no workflow named 'v'"):
+        registry.latest("v")
+
+
 def test_setup_creates_a_namespace(aws_endpoint: str) -> None:
     from tests.aws_support import new_namespace
 

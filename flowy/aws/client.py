@@ -14,7 +14,7 @@ from ..core.events import Event, TaskScheduled
 from ..tracing import Trace, build_run_trace
 from .backend import Backend
 from .decider import child_run_id
-from .definitions import AWSWorkflow
+from .definitions import AWSWorkflow, Registry
 from .settings import AWSSettings
 from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord
 
@@ -27,10 +27,12 @@ class FlowyClient:
     """Start runs, wait for them, list them, read their histories and traces."""
 
     def __init__(self, settings: AWSSettings | None = None,
-                 backend: Backend | None = None) -> None:
+                 backend: Backend | None = None, registry: Registry | None = None) -> None:
+        """``registry``: the workflows whose results this client decodes with
+        their own codecs (besides those it starts); others decode as JSON."""
         self.backend = backend or Backend.connect(settings)
         self.store = self.backend.store
-        self.workflows: dict[str, AWSWorkflow] = {}  # codecs of the workflows started here
+        self.workflows: dict[str, AWSWorkflow] = dict(registry.workflows) if registry else {}
 
     def start(self, workflow: AWSWorkflow, *args: Any, workflow_id: str | None = None,
               **kwargs: Any) -> RunHandle:

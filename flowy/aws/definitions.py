@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -143,12 +144,29 @@ class Registry:
                 f"workflow {ref} is not declared in {self.source}; known: "
                 f"{', '.join(sorted(self.workflows)) or 'none'}") from None
 
+    def latest(self, name: str) -> AWSWorkflow:
+        """The workflow ``name`` at its highest version, ``name@version`` as given."""
+        if "@" in name:
+            return self.workflow(name)
+        versions = [w for w in self.workflows.values() if w.name == name]
+        if not versions:
+            raise ConfigurationError(
+                f"no workflow named {name!r} in {self.source}; known: "
+                f"{', '.join(sorted(self.workflows)) or 'none'}")
+        return max(versions, key=lambda w: _version_key(w.version))
+
     def task_lists(self) -> list[str]:
         return sorted({binding.task_list for binding in self.activities.values()})
 
     def activities_on(self, task_lists: Iterable[str]) -> Mapping[str, ActivityBinding]:
         wanted = set(task_lists)
         return {ref: b for ref, b in self.activities.items() if b.task_list in wanted}
+
+
+def _version_key(version: str) -> list[tuple[int, int | str]]:
+    """Orders versions as people read them: "10" after "9", "1.10" after "1.9"."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.findall(r"\d+|\D+", version)]
 
 
 def load_registry(target: str) -> Registry:

@@ -64,6 +64,9 @@ def add_commands(commands: Any) -> None:
         add(name, text, where).add_argument("run_id", metavar="RUN_ID")
     wait = add("wait", "wait for a run and print its result", where)
     wait.add_argument("run_id", metavar="RUN_ID")
+    wait.add_argument("--definitions", metavar="DEFS",
+                      help="module declaring the run's workflow, to decode its result with "
+                           "the workflow's codec (default: JSON)")
     wait.add_argument("--timeout", type=float)
     listing = add("list", "list runs, newest first", where)
     listing.add_argument("--workflow", help="name or name@version")
@@ -106,7 +109,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _dispatch(args: argparse.Namespace, stack: Any) -> int:
-    from ..aws import FlowyClient, load_registry
+    from ..aws import FlowyClient, Registry, load_registry
     from ..aws.processes import run_decider, run_worker
 
     command = args.command
@@ -115,26 +118,24 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
     if command == "demo":
         return stack.demo(args.output, args.workflow)  # type: ignore[no-any-return]
     settings = _settings(args)
+    definitions = getattr(args, "definitions", None)
+    registry = load_registry(definitions) if definitions else Registry([], "no definitions")
     if command == "decider":
-        run_decider(load_registry(args.definitions), settings, threads=args.threads,
-                    cache_size=args.cache_size, poll_wait=args.poll_wait)
+        run_decider(registry, settings, threads=args.threads, cache_size=args.cache_size,
+                    poll_wait=args.poll_wait)
         return 0
     if command == "worker":
-        run_worker(load_registry(args.definitions), settings, task_lists=args.task_lists,
+        run_worker(registry, settings, task_lists=args.task_lists,
                    concurrency=args.concurrency, poll_wait=args.poll_wait, grace=args.grace)
         return 0
+    client = FlowyClient(settings, registry=registry)
     if command == "setup":
-        registry = load_registry(args.definitions)
-        client = FlowyClient(settings)
         client.backend.ensure_resources(registry.task_lists())
         print(f"namespace {settings.namespace}: table {settings.table}, queues for task lists "
               f"{', '.join(registry.task_lists()) or '(none)'}, bucket {settings.payload_bucket}")
         return 0
-    client = FlowyClient(settings)
     if command == "start":
-        registry = load_registry(args.definitions)
-        ref = args.workflow if "@" in args.workflow else _latest(registry, args.workflow)
-        handle = client.start(registry.workflow(ref), *map(_json_arg, args.args),
+        handle = client.start(registry.latest(args.workflow), *map(_json_arg, args.args),
                               workflow_id=args.workflow_id, **_json_object(args.kwargs))
         print(handle.run_id)
         if args.wait:
@@ -162,14 +163,6 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
     raise AssertionError(command)
 
 
-def _latest(registry: Any, name: str) -> str:
-    refs = sorted(ref for ref in registry.workflows if ref.partition("@")[0] == name)
-    if not refs:
-        raise ConfigurationError(f"no workflow named {name!r} in {registry.source}; known: "
-                                 f"{', '.join(sorted(registry.workflows))}")
-    return str(refs[-1])
-
-
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -190,7 +183,7 @@ def _json_arg(text: str) -> Any:
 def _print_result(client: Any, run_id: str, timeout: float | None) -> int:
     from ..core.errors import TaskError
     try:
-        print(json.dumps(client.wait(run_id, timeout)))
+        print(json.dumps(client.wait(run_id, timeout), default=repr))
     except TaskError as exc:
         print(f"run {run_id} failed: {exc.type_name}: {exc}", file=sys.stderr)
         return 1

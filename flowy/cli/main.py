@@ -15,7 +15,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser(
         "bench", help="run benchmark workloads and print their figures",
-        description="Run workloads with trivial activities on the local engine. "
+        description="Run workloads with trivial activities on the local engine, or with "
+                    "--engine aws on the distributed engine (and report AWS requests and "
+                    "cost per activity). "
                     "Workloads: fanout (N tasks, then one summing them), chain (N sequential "
                     "tasks), reduce (parallel_reduce over N tasks), many (N runs at once, each "
                     "a 10-task chain).")
