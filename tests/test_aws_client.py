@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,33 @@ def test_a_name_without_version_starts_the_highest_version() -> None:
                     ).latest("w").version == "1.10"
     with pytest.raises(ConfigurationError, match="no workflow named 'v'"):
         registry.latest("v")
+
+
+def test_purge_deletes_closed_runs_and_frees_their_workflow_ids(make_stack: Any) -> None:
+    from flowy.aws.store import RunRecord
+
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    client, store, workflow = stack.client, stack.backend.store, aws_workflow("example")
+    done = client.start(workflow, 3, 4, workflow_id="purge-me")
+    assert done.result(timeout=60) == 25
+    still_open = RunRecord("open-run", workflow.ref, input="[[1,2],{}]", started_at=0.0)
+    store.create_run(still_open)  # started long ago, never closed
+    assert client.purge(time.time() - 3600) == []  # closed too recently
+    assert client.purge(time.time() + 1, workflow="other") == []
+    assert client.purge(time.time() + 1, workflow="example") == [done.run_id]
+    with pytest.raises(RunNotFound):
+        client.history(done.run_id)
+    items = store._db.query(TableName=store.table, KeyConditionExpression="pk = :pk",
+                            ExpressionAttributeValues={":pk": {"S": done.run_id}})["Items"]
+    assert items == []
+    assert client.status("open-run").status == "open"
+    again = client.start(workflow, 5, 0, workflow_id="purge-me")  # the id is free again
+    assert again.run_id != done.run_id and again.result(timeout=60) == 25
+    purged = _flowy(stack, "purge", "--days", "0")
+    assert purged.stdout.strip() == f"deleted 1 closed run(s) of namespace {stack.namespace}"
+    assert [r.run_id for r in client.list_runs()] == ["open-run"]
 
 
 def test_setup_creates_a_namespace(aws_endpoint: str) -> None:

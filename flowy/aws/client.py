@@ -93,6 +93,17 @@ class FlowyClient:
         """Runs, newest first; ``workflow`` is a name or ``name@version``."""
         return self.store.list_runs(workflow, status, limit)
 
+    def purge(self, closed_before: float, workflow: str | None = None) -> list[str]:
+        """Delete the runs (of ``workflow``, or all) that closed before
+        ``closed_before`` (epoch seconds), with their histories, and free their
+        workflow ids; returns their ids.  Open runs are never touched."""
+        purged = []
+        for record in self.store.runs(workflow):
+            if record.status != OPEN and (record.closed_at or closed_before) < closed_before:
+                self.store.delete_run(record)
+                purged.append(record.run_id)
+        return purged
+
     def history(self, run_id: str) -> list[Event]:
         self.status(run_id)
         return [e for batch in self.store.read_batches(run_id) for e in batch.events]

@@ -21,13 +21,14 @@ A workflow id is claimed by an item ``pk = wfid#ID``.  Run items carry
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..core.errors import ErrorInfo, ServiceError
+from ..core.errors import ConfigurationError, ErrorInfo, ServiceError
 from ..core.events import (
     Event,
     Fact,
@@ -199,7 +200,17 @@ class HistoryStore:
 
     def list_runs(self, workflow: str | None = None, status: str | None = None,
                   limit: int = 50) -> list[RunRecord]:
-        """Runs, newest first, of one workflow (via the index) or of all (a scan)."""
+        """Runs, newest first, of one workflow (via the index, reading no more
+        pages than ``limit`` needs) or of all (a scan of the whole table)."""
+        runs = self.runs(workflow, status)
+        if workflow is not None:
+            return list(itertools.islice(runs, limit))
+        return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
+
+    def runs(self, workflow: str | None = None, status: str | None = None
+             ) -> Iterator[RunRecord]:
+        """Runs of one workflow (a name or ``name@version``), newest first, or
+        of all, in no order; pages are read as the iteration goes."""
         filters: list[str] = []
         values: dict[str, Any] = {}
         kwargs: dict[str, Any] = {}
@@ -220,11 +231,36 @@ class HistoryStore:
             kwargs["FilterExpression"] = " AND ".join(filters)
         pages = self._db.get_paginator(operation).paginate(
             TableName=self.table, ExpressionAttributeValues=values, **kwargs)
-        runs = [self._run_from_item(item) for page in pages for item in page["Items"]]
-        if workflow is not None and "@" in workflow:
-            runs = [r for r in runs if r.workflow == workflow]
-        runs.sort(key=lambda r: r.started_at, reverse=True)
-        return runs[:limit]
+        for page in pages:
+            for item in page["Items"]:
+                run = self._run_from_item(item)
+                if workflow is None or "@" not in workflow or run.workflow == workflow:
+                    yield run
+
+    def delete_run(self, run: RunRecord) -> int:
+        """Delete every item of a closed run and its workflow id; returns how
+        many.  The run item goes last, so that a purge cut short is finished
+        by the next one."""
+        if run.status == OPEN:
+            raise ConfigurationError(f"run {run.run_id} is open: only closed runs are deleted")
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": run.run_id}},
+            ProjectionExpression="pk, sk")
+        keys = [item for page in pages for item in page["Items"] if item["sk"]["S"] != "run"]
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        if run.workflow_id is not None:  # free the id, unless a later run holds it
+            try:
+                self._db.delete_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": f"wfid#{run.workflow_id}"}, "sk": {"S": "wfid"}},
+                    ConditionExpression="run_id = :r",
+                    ExpressionAttributeValues={":r": {"S": run.run_id}})
+            except self._conditional_failed:
+                pass
+        self._db.delete_item(TableName=self.table,
+                             Key={"pk": {"S": run.run_id}, "sk": {"S": "run"}})
+        return len(keys) + 1
 
     # -- history --------------------------------------------------------------
 

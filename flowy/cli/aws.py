@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from ..core.errors import ConfigurationError, FlowyError
 from ..core.events import event_to_dict
 
 COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
-            "dev", "demo")
+            "purge", "dev", "demo")
 
 
 def add_commands(commands: Any) -> None:
@@ -75,6 +76,10 @@ def add_commands(commands: Any) -> None:
     trace = add("trace", "render a run's trace (SVG, PNG or DOT by extension)", where)
     trace.add_argument("run_id", metavar="RUN_ID")
     trace.add_argument("-o", "--output", default="run.svg")
+    purge = add("purge", "delete closed runs and their histories", where)
+    purge.add_argument("--days", type=float, required=True,
+                       help="delete the runs that closed more than DAYS days ago")
+    purge.add_argument("--workflow", help="only runs of this workflow (name or name@version)")
     dev = add("dev", "serve DEFS on an embedded local AWS: moto, a decider and a worker",
               defs)
     dev.add_argument("--port", type=int, default=4566, help="port of the local AWS")
@@ -160,6 +165,10 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
         written = client.trace(args.run_id).render(args.output)
         print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
         return 0 if written else 1
+    if command == "purge":
+        purged = client.purge(time.time() - args.days * 86400, args.workflow)
+        print(f"deleted {len(purged)} closed run(s) of namespace {settings.namespace}")
+        return 0
     raise AssertionError(command)
 
 
