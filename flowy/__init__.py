@@ -14,6 +14,7 @@ from .core.errors import (
     EncodeError,
     FlowyError,
     NondeterminismError,
+    RunCancelled,
     TaskError,
     TaskTimedout,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "NondeterminismError",
     "Result",
     "RetryPolicy",
+    "RunCancelled",
     "TaskError",
     "TaskTimedout",
     "activity",

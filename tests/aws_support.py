@@ -76,6 +76,11 @@ class Stack:
                definitions: str | None = None) -> Any:
         return self._spawn("worker", list(args), env, definitions)
 
+    def flowy(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        """Run the ``flowy`` command against this stack's namespace."""
+        return subprocess.run([sys.executable, "-m", "flowy", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text()[-3000:]}"  # type: ignore
                          for p in self.processes)

@@ -71,6 +71,8 @@ SCENARIOS: dict[str, Scenario] = {
     "slow": Scenario(A.SingleCall, _plain(task=A.slow)),
     "nondeterministic": Scenario(A.ReadsCounter, _plain(identity=A.identity)),
     "fanout": Scenario(bench.Fanout, _plain(increment=bench.increment, total=bench.total)),
+    "slow_child": Scenario(A.SingleCall, _plain(task=A.sleepy)),
+    "cancel_tree": Scenario(A.Parent, _plain(square=A.square), {"sub": "slow_child"}),
 }
 
 LOCAL_ONLY_OPTIONS = ("task_list", "name")

@@ -98,35 +98,30 @@ def test_nondeterministic_workflow_fails_on_replay(make_stack: Any) -> None:
         stack.client.start(aws_workflow("nondeterministic")).result(timeout=60)
 
 
-def _flowy(stack: Any, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flowy", *args], env=stack.env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def test_cli_start_wait_status_list_history_trace(make_stack: Any, tmp_path: Path) -> None:
     stack = make_stack()
     stack.decider()
     stack.worker()
-    started = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "example", "3", "4",
+    started = stack.flowy("start", "tests.scenarios:AWS_WORKFLOWS", "example", "3", "4",
                      "--workflow-id", "cli-1", "--wait")
     assert started.returncode == 0, started.stderr
     run_id, result = started.stdout.split()
     assert result == "25"
-    assert _flowy(stack, "wait", run_id).stdout.strip() == "25"
-    assert '"status": "completed"' in _flowy(stack, "status", run_id).stdout
-    assert run_id in _flowy(stack, "list", "--workflow", "example").stdout
-    assert "WorkflowCompleted" in _flowy(stack, "history", run_id).stdout
+    assert stack.flowy("wait", run_id).stdout.strip() == "25"
+    assert '"status": "completed"' in stack.flowy("status", run_id).stdout
+    assert run_id in stack.flowy("list", "--workflow", "example").stdout
+    assert "WorkflowCompleted" in stack.flowy("history", run_id).stdout
     svg = tmp_path / "cli.svg"
-    traced = _flowy(stack, "trace", run_id, "-o", str(svg))
+    traced = stack.flowy("trace", run_id, "-o", str(svg))
     assert traced.returncode == 0 and svg.exists(), traced.stdout + traced.stderr
-    failed = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "single_fail", "boom",
+    failed = stack.flowy("start", "tests.scenarios:AWS_WORKFLOWS", "single_fail", "boom",
                     "--wait")
     assert failed.returncode == 1 and "builtins.ValueError: boom" in failed.stderr
-    unknown = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "nope")
+    unknown = stack.flowy("start", "tests.scenarios:AWS_WORKFLOWS", "nope")
     assert unknown.returncode == 2 and "no workflow named 'nope'" in unknown.stderr
-    bad = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "example", "--kwargs", "[1")
+    bad = stack.flowy("start", "tests.scenarios:AWS_WORKFLOWS", "example", "--kwargs", "[1")
     assert bad.returncode == 2 and "--kwargs must be a JSON object" in bad.stderr
-    missing = _flowy(stack, "status", "no-such-run")
+    missing = stack.flowy("status", "no-such-run")
     assert missing.returncode == 1 and "no run no-such-run" in missing.stderr
     assert "Traceback" not in bad.stderr + missing.stderr
 
@@ -136,11 +131,11 @@ def test_any_client_given_the_definitions_decodes_with_the_workflow_codec(
     stack = make_stack()
     stack.decider()
     stack.worker()
-    started = _flowy(stack, "start", "tests.scenarios:AWS_WORKFLOWS", "reversed_codec", "3", "4")
+    started = stack.flowy("start", "tests.scenarios:AWS_WORKFLOWS", "reversed_codec", "3", "4")
     run_id = started.stdout.strip()
     registry = load_registry("tests.scenarios:AWS_WORKFLOWS")
     assert FlowyClient(stack.settings, registry=registry).wait(run_id, timeout=60) == 25
-    waited = _flowy(stack, "wait", run_id, "--definitions", "tests.scenarios:AWS_WORKFLOWS")
+    waited = stack.flowy("wait", run_id, "--definitions", "tests.scenarios:AWS_WORKFLOWS")
     assert waited.stdout.strip() == "25", waited.stderr
 
 
@@ -180,7 +175,7 @@ def test_purge_deletes_closed_runs_and_frees_their_workflow_ids(make_stack: Any)
     assert client.status("open-run").status == "open"
     again = client.start(workflow, 5, 0, workflow_id="purge-me")  # the id is free again
     assert again.run_id != done.run_id and again.result(timeout=60) == 25
-    purged = _flowy(stack, "purge", "--days", "0")
+    purged = stack.flowy("purge", "--days", "0")
     assert purged.stdout.strip() == f"deleted 1 closed run(s) of namespace {stack.namespace}"
     assert [r.run_id for r in client.list_runs()] == ["open-run"]
 

@@ -10,13 +10,13 @@ from typing import Any
 from ..codec import DEFAULT_CODEC
 from ..core.codec import Codec
 from ..core.errors import FlowyError, TaskError
-from ..core.events import Event, TaskScheduled
+from ..core.events import CancelRequested, Event, TaskScheduled
 from ..tracing import Trace, build_run_trace
 from .backend import Backend
 from .decider import child_run_id
 from .definitions import AWSWorkflow, Registry
 from .settings import AWSSettings
-from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord
+from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord, fact_id
 
 
 class RunNotFound(FlowyError, LookupError):
@@ -68,6 +68,20 @@ class FlowyClient:
         while record.status == RESTARTED and record.next_run is not None:
             record = self.status(record.next_run)
         return record
+
+    def cancel(self, run_id: str, reason: str = "") -> bool:
+        """Ask the run (or the run it restarted as) to stop: it fails with
+        :class:`flowy.RunCancelled`, and so do its open sub-workflows.
+        Tasks already queued or running still run, and their results are
+        recorded as late.  Returns False, changing nothing, if the run had
+        already closed."""
+        record = self.last_run(run_id)
+        if record.status != OPEN:
+            return False
+        cancel = CancelRequested(reason, at=time.time())
+        self.store.add_fact(record.run_id, cancel)
+        self.backend.queues.notify([(record.run_id, fact_id(cancel))])
+        return True
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> Any:
         """The run's result (following restarts); raises TaskError if it failed
@@ -138,6 +152,9 @@ class RunHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         return self.client.wait(self.run_id, timeout)
+
+    def cancel(self, reason: str = "") -> bool:
+        return self.client.cancel(self.run_id, reason)
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id}>"

@@ -27,6 +27,8 @@ from typing import Any
 
 from ..core.errors import ServiceError
 from ..core.events import (
+    CLOSING_TYPES,
+    CancelRequested,
     Decision,
     Event,
     Fact,
@@ -79,13 +81,13 @@ class RunState:
     history: list[Event] = field(default_factory=list)
     version: int = 0
     seen: set[str] = field(default_factory=set)
-    last_decisions: list[Decision] = field(default_factory=list)
+    last_batch: list[Event] = field(default_factory=list)
 
     def append(self, events: list[Event]) -> None:
         self.version += 1
         self.history.extend(events)
         self.seen.update(fact_id(e) for e in events if not is_decision(e))  # type: ignore[arg-type]
-        self.last_decisions = [e for e in events if is_decision(e)]  # type: ignore[misc]
+        self.last_batch = events
 
 
 @dataclass
@@ -145,7 +147,7 @@ class DecisionMaker:
             if not self.store.commit(run_id, state.version + 1, events):
                 return None
             state.append(events)
-            self._carry_out(state, committed)
+            self._carry_out(state, events)
         if inbox:
             self.store.consume(run_id, inbox, state.version)
         return len(fresh)
@@ -165,7 +167,7 @@ class DecisionMaker:
         if state.version and self.store.sent_version(run_id) < state.version:
             log.info("run %s: batch %d was committed but maybe not sent; sending it again",
                      run_id, state.version)
-            self._carry_out(state, state.last_decisions)
+            self._carry_out(state, state.last_batch)
             self.store.consume(run_id, [], state.version)
         with self._lock:
             self._states[run_id] = state
@@ -180,18 +182,20 @@ class DecisionMaker:
 
     # -- carrying decisions out -------------------------------------------------
 
-    def _carry_out(self, state: RunState, decisions: list[Decision]) -> None:
+    def _carry_out(self, state: RunState, batch: list[Event]) -> None:
+        """Send what a committed batch asks for; safe to repeat (see ``sent``)."""
         outbox = Outbox()
         closing: Decision | None = None
-        for decision in decisions:
-            if isinstance(decision, TaskScheduled):
-                self._schedule(state, decision, outbox)
-            elif isinstance(decision, TimerStarted):
-                outbox.timers.append(TimerMessage(run=state.record.run_id, key=decision.key,
-                                                  kind="timer",
-                                                  fire_at=decision.at + decision.delay))
-            else:
-                closing = decision
+        for event in batch:
+            if isinstance(event, TaskScheduled):
+                self._schedule(state, event, outbox)
+            elif isinstance(event, TimerStarted):
+                outbox.timers.append(TimerMessage(run=state.record.run_id, key=event.key,
+                                                  kind="timer", fire_at=event.at + event.delay))
+            elif isinstance(event, CLOSING_TYPES):
+                closing = event  # type: ignore[assignment]
+            elif isinstance(event, CancelRequested):
+                self._pass_on_cancel(state, event, outbox)
         if outbox.tasks:
             self.queues.send_tasks(outbox.tasks)
         if outbox.timers:
@@ -200,6 +204,20 @@ class DecisionMaker:
             self._close(state, closing, outbox)
         if outbox.notifications:
             self.queues.notify(outbox.notifications)
+
+    def _pass_on_cancel(self, state: RunState, cancel: CancelRequested, outbox: Outbox) -> None:
+        """A cancel goes on to the run's sub-workflows that have not reported
+        back, and to the run it restarted as, if it came after a restart."""
+        run_id = state.record.run_id
+        reported = {e.key for e in state.history if isinstance(e, (TaskCompleted, TaskFailed))}
+        targets = [child_run_id(run_id, e.key) for e in state.history
+                   if isinstance(e, TaskScheduled) and e.kind == "workflow"
+                   and e.key not in reported]
+        if any(isinstance(e, WorkflowRestarted) for e in state.history):
+            targets.append(restarted_run_id(run_id))
+        for target in targets:
+            self.store.add_fact(target, cancel)
+            outbox.notifications.append((target, fact_id(cancel)))
 
     def _schedule(self, state: RunState, task: TaskScheduled, outbox: Outbox) -> None:
         run_id = state.record.run_id

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from ..core.errors import ConfigurationError, ErrorInfo, ServiceError
 from ..core.events import (
+    CancelRequested,
     Event,
     Fact,
     TaskCompleted,
@@ -53,6 +54,8 @@ def fact_id(fact: Fact) -> str:
         return "start"
     if isinstance(fact, TimerFired):
         return f"timer:{fact.key}"
+    if isinstance(fact, CancelRequested):
+        return "cancel"  # the first request wins; later ones are no-ops
     return outcome_id(type(fact).__name__, fact.key)
 
 

@@ -14,7 +14,7 @@ from ..core.errors import ConfigurationError, FlowyError
 from ..core.events import event_to_dict
 
 COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
-            "purge", "dev", "demo")
+            "cancel", "purge", "dev", "demo")
 
 
 def add_commands(commands: Any) -> None:
@@ -76,6 +76,9 @@ def add_commands(commands: Any) -> None:
     trace = add("trace", "render a run's trace (SVG, PNG or DOT by extension)", where)
     trace.add_argument("run_id", metavar="RUN_ID")
     trace.add_argument("-o", "--output", default="run.svg")
+    cancel = add("cancel", "cancel an open run and its open sub-workflows", where)
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    cancel.add_argument("--reason", default="", help="recorded in the run's error")
     purge = add("purge", "delete closed runs and their histories", where)
     purge.add_argument("--days", type=float, required=True,
                        help="delete the runs that closed more than DAYS days ago")
@@ -165,6 +168,12 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
         written = client.trace(args.run_id).render(args.output)
         print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
         return 0 if written else 1
+    if command == "cancel":
+        if client.cancel(args.run_id, args.reason):
+            print(f"cancel requested for run {args.run_id}")
+            return 0
+        print(f"run {args.run_id} has already closed; nothing to cancel", file=sys.stderr)
+        return 1
     if command == "purge":
         purged = client.purge(time.time() - args.days * 86400, args.workflow)
         print(f"deleted {len(purged)} closed run(s) of namespace {settings.namespace}")

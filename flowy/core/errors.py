@@ -114,10 +114,15 @@ class NondeterminismError(TaskError):
     """
 
 
+class RunCancelled(TaskError):
+    """The run was cancelled (``LocalRun.cancel``, ``FlowyClient.cancel``, ``flowy cancel``)."""
+
+
 for _cls in (FlowyError, ConfigurationError, EncodeError, TaskError, TaskTimedout,
-             NondeterminismError):
+             NondeterminismError, RunCancelled):
     _cls.__module__ = "flowy"
 
 _ERRORS_BY_NAME: dict[str, type[TaskError]] = {
-    qualified_name(c): c for c in (TaskError, TaskTimedout, NondeterminismError)
+    qualified_name(c): c for c in (TaskError, TaskTimedout, NondeterminismError,
+                                    RunCancelled)
 }

@@ -1,7 +1,8 @@
 """History events: the only input and output of the replay core.
 
 A run's history is an append-only list of events.  *Facts* come from outside
-(the run was started, a task completed, failed or timed out, a timer fired);
+(the run was started, a task completed, failed or timed out, a timer fired,
+someone asked to cancel the run);
 *decisions* are the events the core emits and the engine commits, then carries
 out (schedule a task, start a timer, close the run).
 
@@ -62,6 +63,18 @@ class TaskTimedOut:
 @dataclass(frozen=True, slots=True)
 class TimerFired:
     key: str
+    at: float = _stamp()
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """Someone asked to cancel the run: it fails at once with ``flowy.RunCancelled``.
+
+    The engines pass it on to the run's open sub-workflows, and to the run it
+    restarted as if it came after a restart.
+    """
+
+    reason: str = ""
     at: float = _stamp()
 
 
@@ -126,14 +139,15 @@ class WorkflowRestarted:
     at: float = _stamp()
 
 
-Fact = WorkflowStarted | TaskCompleted | TaskFailed | TaskTimedOut | TimerFired
+Fact = (WorkflowStarted | TaskCompleted | TaskFailed | TaskTimedOut | TimerFired
+        | CancelRequested)
 Decision = (TaskScheduled | TimerStarted | WorkflowCompleted | WorkflowFailed
             | WorkflowRestarted)
 Event = Fact | Decision
 E = TypeVar("E", bound=Event)
 
 FACT_TYPES: tuple[type, ...] = (WorkflowStarted, TaskCompleted, TaskFailed, TaskTimedOut,
-                                TimerFired)
+                                TimerFired, CancelRequested)
 DECISION_TYPES: tuple[type, ...] = (TaskScheduled, TimerStarted, WorkflowCompleted,
                                     WorkflowFailed, WorkflowRestarted)
 CLOSING_TYPES: tuple[type, ...] = (WorkflowCompleted, WorkflowFailed, WorkflowRestarted)

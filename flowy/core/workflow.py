@@ -24,8 +24,16 @@ from typing import Any
 import greenlet
 
 from .codec import Codec
-from .errors import ConfigurationError, EncodeError, ErrorInfo, FlowyError, TaskTimedout
+from .errors import (
+    ConfigurationError,
+    EncodeError,
+    ErrorInfo,
+    FlowyError,
+    RunCancelled,
+    TaskTimedout,
+)
 from .events import (
+    CancelRequested,
     Decision,
     Fact,
     TaskCompleted,
@@ -185,6 +193,11 @@ class Execution:
             timer = self._backoff_timers.pop(fact.key, None)
             if timer is not None:
                 self._schedule_attempt(*timer)
+        elif isinstance(fact, CancelRequested):
+            # The suspended workflow code never resumes; tasks still running
+            # finish as late facts of a closed run.
+            message = "the run was cancelled" + (f": {fact.reason}" if fact.reason else "")
+            self._close_with(WorkflowFailed(RunCancelled(message).info))
 
     def _attempt_failed(self, future: Future, attempt: int, error: ErrorInfo) -> None:
         policy = self._specs[_dependency_of(future.call_id)].retry

@@ -164,6 +164,12 @@ class LocalRun:
     def done(self) -> bool:
         return self._chain.closed.is_set()
 
+    def cancel(self, reason: str = "") -> None:
+        """Ask the run to stop: it fails with :class:`flowy.RunCancelled`, and so
+        do its open sub-workflows.  Activities already running finish, and
+        their results are recorded as late; a run already closed is unchanged."""
+        self._chain.engine.cancel(self._chain, reason)
+
     def result(self, timeout: float | None = None, *, wait_for_tasks: bool = False) -> Any:
         """The run's result; raises TaskError if it failed, TimeoutError if not done in time."""
         if not self._chain.closed.wait(timeout):

@@ -25,6 +25,7 @@ from typing import Any
 from ..core.codec import Codec
 from ..core.errors import ErrorInfo, FlowyError
 from ..core.events import (
+    CancelRequested,
     Decision,
     Event,
     Fact,
@@ -78,6 +79,7 @@ class Chain:
 
     config: RunConfig
     on_close: Callable[[Chain], None] | None
+    engine: LocalEngine
     runs: list[Run] = field(default_factory=list)
     outcome: Closing | None = None
     closed: threading.Event = field(default_factory=threading.Event)
@@ -148,9 +150,13 @@ class LocalEngine:
 
     def start(self, config: RunConfig, encoded_input: str,
               on_close: Callable[[Chain], None] | None = None) -> Chain:
-        chain = Chain(config, on_close)
+        chain = Chain(config, on_close, self)
         self._start_run(chain, encoded_input)
         return chain
+
+    def cancel(self, chain: Chain, reason: str) -> None:
+        """Ask the chain's newest run to cancel (see :class:`CancelRequested`)."""
+        self._post(chain.runs[-1], CancelRequested(reason))
 
     def _start_run(self, chain: Chain, encoded_input: str) -> None:
         run = Run(uuid.uuid4().hex, chain, shard=next(self._shards))
@@ -166,17 +172,34 @@ class LocalEngine:
         try:
             if run.closed:
                 run.history.extend(facts)  # late facts are recorded, and ignored
-                return
-            decisions = decider.decide(run.run_id, run.chain.config.definition, run.history,
-                                       facts)
-            now = time.time()
-            run.history.extend(facts)
-            committed = [stamped(d, now) for d in decisions]
-            run.history.extend(committed)
-            for decision in committed:
-                self._carry_out(run, decision)
+            else:
+                decisions = decider.decide(run.run_id, run.chain.config.definition,
+                                           run.history, facts)
+                now = time.time()
+                run.history.extend(facts)
+                committed = [stamped(d, now) for d in decisions]
+                run.history.extend(committed)
+                for decision in committed:
+                    self._carry_out(run, decision)
+            for fact in facts:
+                if isinstance(fact, CancelRequested):
+                    self._pass_on_cancel(run, fact)
         finally:
             run.chain.end_work(len(facts))
+
+    def _pass_on_cancel(self, run: Run, cancel: CancelRequested) -> None:
+        """A cancel goes on to the run this one restarted as and to open
+        sub-workflows; attempts still queued in the pool never start."""
+        later = run.chain.runs[run.chain.runs.index(run) + 1:]
+        if later:
+            self._post(later[0], cancel)
+        for child in run.children.values():
+            if not child.closed.is_set():
+                child.engine.cancel(child, cancel.reason)
+        with self._lock:
+            for token, attempt in list(self._attempts.items()):
+                if attempt.run is run and attempt.future is not None and attempt.future.cancel():
+                    del self._attempts[token]
 
     def _carry_out(self, run: Run, decision: Decision) -> None:
         if isinstance(decision, TaskScheduled):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ..core.events import (
+    CancelRequested,
     Event,
     TaskCompleted,
     TaskFailed,
@@ -82,6 +83,8 @@ class _Builder:
             self.outcome(position, event)
         elif self.closing is not None:
             self.ignore(event.at, f"{type(event).__name__} after the run closed")
+        elif isinstance(event, CancelRequested):
+            pass  # the WorkflowFailed that answers it carries the reason
         elif isinstance(event, WorkflowStarted):
             if self.started is None:
                 self.started = event
