@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import keyword
 from collections.abc import Callable, Container
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .core.errors import ConfigurationError
 from .core.events import TaskKind
@@ -77,6 +77,33 @@ def make_spec(kind: TaskKind, function: object, **options: Any) -> TaskSpec:
         raise ConfigurationError(f"retry must be a flowy.RetryPolicy, got {retry!r}")
     return TaskSpec(kind=kind, retry=retry, start_to_close=merged["timeout"],
                     schedule_to_start=merged["schedule_to_start"], heartbeat=merged["heartbeat"])
+
+
+W = TypeVar("W", bound="WaitDependencies")
+
+
+class WaitDependencies:
+    """``conf_timer`` and ``conf_signal``, for LocalWorkflow and AWSWorkflow alike."""
+
+    _specs: dict[str, TaskSpec]
+
+    def conf_timer(self: W, name: str) -> W:
+        """Bind dependency ``name`` to a durable timer: ``self.NAME(seconds)``
+        returns a result that finishes, with ``None``, that many seconds later,
+        so ``first(self.task(), self.NAME(60))`` waits at most a minute."""
+        return self._conf_wait("timer", name)
+
+    def conf_signal(self: W, name: str) -> W:
+        """Bind dependency ``name`` to the signals of that name: the n-th call
+        of ``self.NAME()`` returns a result that finishes with the value of the
+        n-th such signal sent to the run (``LocalRun.signal``,
+        ``FlowyClient.signal``)."""
+        return self._conf_wait("signal", name)
+
+    def _conf_wait(self: W, kind: Literal["timer", "signal"], name: str) -> W:
+        check_dependency_name(name, self._specs)
+        self._specs[name] = TaskSpec(kind=kind)
+        return self
 
 
 def sub_workflow_spec(owner: object, dependency: str, workflow: object,

@@ -592,3 +592,40 @@ class Mixed:
         winner = first(self.sleepy(100, 0.3), self.sleepy(1000, 0.05))
         step = self.add(total, winner + caught + attempt)
         return flowy.restart(path, rounds - 1, acc=self.add(acc, step))
+
+
+class Deadline:
+    """Race a task against a timer dependency."""
+
+    def __init__(self, sleepy: Any, sleep: Any) -> None:
+        self.sleepy = sleepy
+        self.sleep = sleep
+
+    def __call__(self, work_delay: float, limit: float) -> Any:
+        answer = wait(first(self.sleepy("work", work_delay), self.sleep(limit)))
+        return "timed out" if answer is None else answer
+
+
+class SleepThenCall:
+    """A timer's result as an argument: the call waits for the timer."""
+
+    def __init__(self, sleep: Any, identity: Any) -> None:
+        self.sleep = sleep
+        self.identity = identity
+
+    def __call__(self, seconds: float) -> Any:
+        return self.identity([self.sleep(seconds), "after"])
+
+
+class Approval:
+    """Wait at most ``limit`` seconds for signal ``approve``, then for a second one."""
+
+    def __init__(self, approve: Any, sleep: Any) -> None:
+        self.approve = approve
+        self.sleep = sleep
+
+    def __call__(self, limit: float) -> Any:
+        answer = wait(first(self.approve(), self.sleep(limit)))
+        if answer is None:
+            return "timed out"
+        return [answer, wait(self.approve())]

@@ -26,6 +26,8 @@ class Scenario:
     activities: dict[str, tuple[Callable[..., Any], dict[str, Any]]]
     children: dict[str, str] = field(default_factory=dict)  # dependency -> scenario name
     codec: Codec = DEFAULT_CODEC
+    timers: tuple[str, ...] = ()
+    signals: tuple[str, ...] = ()
 
 
 def _plain(**functions: Callable[..., Any]) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
@@ -71,6 +73,9 @@ SCENARIOS: dict[str, Scenario] = {
     "slow": Scenario(A.SingleCall, _plain(task=A.slow)),
     "nondeterministic": Scenario(A.ReadsCounter, _plain(identity=A.identity)),
     "fanout": Scenario(bench.Fanout, _plain(increment=bench.increment, total=bench.total)),
+    "deadline": Scenario(A.Deadline, _plain(sleepy=A.sleepy), timers=("sleep",)),
+    "sleep_then_call": Scenario(A.SleepThenCall, _plain(identity=A.identity), timers=("sleep",)),
+    "approval": Scenario(A.Approval, {}, timers=("sleep",), signals=("approve",)),
     "slow_child": Scenario(A.SingleCall, _plain(task=A.sleepy)),
     "cancel_tree": Scenario(A.Parent, _plain(square=A.square), {"sub": "slow_child"}),
 }
@@ -86,7 +91,15 @@ def local_workflow(name: str, **options: Any) -> LocalWorkflow:
             k: v for k, v in conf.items() if k not in LOCAL_ONLY_OPTIONS})
     for dependency, child in scenario.children.items():
         workflow.conf_workflow(dependency, local_workflow(child, **options))
+    _conf_waits(workflow, scenario)
     return workflow
+
+
+def _conf_waits(workflow: LocalWorkflow | AWSWorkflow, scenario: Scenario) -> None:
+    for name in scenario.timers:
+        workflow.conf_timer(name)
+    for name in scenario.signals:
+        workflow.conf_signal(name)
 
 
 @functools.cache
@@ -97,6 +110,7 @@ def aws_workflow(name: str) -> AWSWorkflow:
         workflow.conf_activity(dependency, function, **{"name": function.__name__, **conf})
     for dependency, child in scenario.children.items():
         workflow.conf_workflow(dependency, aws_workflow(child))
+    _conf_waits(workflow, scenario)
     return workflow
 
 

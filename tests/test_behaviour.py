@@ -69,6 +69,9 @@ CASES = [
     Case("sub_workflow_error", "parent_catch", ("boom",),
          ["builtins.ValueError", "boom", "TaskError"]),
     Case("continue_as_new", "countdown", (3,), 6),
+    Case("timer_beats_task", "deadline", (6.0, 0.5), "timed out"),
+    Case("task_beats_timer", "deadline", (0.0, 30.0), "work"),
+    Case("timer_as_argument", "sleep_then_call", (0.5,), [None, "after"]),
     Case("ignored_error_then_restart", "ignore_then_restart", (1,), "done"),
 ]
 

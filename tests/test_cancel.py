@@ -3,7 +3,8 @@
 A cancelled run fails at once with ``flowy.RunCancelled`` (the reason in its
 message); its open sub-workflows are cancelled too; an activity already
 running finishes and its result is recorded as late; a cancel that reaches a
-run after it restarted goes on to the run it restarted as.
+run after it restarted goes on to the run it restarted as (on AWS, with a
+signal, in test_signals.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from flowy.aws import RunNotFound
 from flowy.core.events import (
     CancelRequested,
     WorkflowFailed,
-    WorkflowRestarted,
 )
 from flowy.core.replay import Decider, replay
 from tests import activities as A
@@ -135,27 +135,6 @@ def test_aws_cancel_fails_the_run_and_its_sub_workflow(make_stack: Any) -> None:
     assert run.cancel() is False  # closed: nothing to cancel
     cli = stack.flowy("cancel", run.run_id)
     assert cli.returncode == 1 and "already closed" in cli.stderr
-
-
-def test_aws_cancel_after_a_restart_goes_on_to_the_next_run(make_stack: Any) -> None:
-    stack = make_stack()
-    stack.decider()
-    stack.worker()
-    client, store = stack.client, stack.backend.store
-    run = client.start(aws_workflow("countdown"), 1)
-    assert run.result(timeout=60) == 1
-    first = client.status(run.run_id)
-    assert first.status == "restarted" and first.next_run is not None
-    cancel = CancelRequested("late", at=time.time())  # as if it raced with the restart
-    store.add_fact(run.run_id, cancel)
-    stack.backend.queues.notify([(run.run_id, "cancel")])
-    wait_for(lambda: "CancelRequested" in _types(client.history(first.next_run)), 30,
-             "the cancel to reach the restarted run")
-    last = client.history(first.next_run)
-    assert not isinstance(last[-1], WorkflowFailed)  # it had completed: unchanged
-    assert client.status(first.next_run).status == "completed"
-    assert isinstance(client.history(run.run_id)[-1], CancelRequested)
-    assert any(isinstance(e, WorkflowRestarted) for e in client.history(run.run_id))
 
 
 def _history(client: Any, run_id: str) -> list[Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from ..codec import DEFAULT_CODEC
 from ..core.codec import Codec
 from ..core.errors import FlowyError, TaskError
-from ..core.events import CancelRequested, Event, TaskScheduled
+from ..core.events import CancelRequested, Event, SignalReceived, TaskScheduled
 from ..tracing import Trace, build_run_trace
 from .backend import Backend
 from .decider import child_run_id
@@ -69,6 +69,20 @@ class FlowyClient:
             record = self.status(record.next_run)
         return record
 
+    def signal(self, run_id: str, name: str, value: Any = None, *,
+               signal_id: str | None = None) -> bool:
+        """Send the run (or the run it restarted as) a signal: its workflow's
+        next call of the ``conf_signal(name)`` dependency finishes with
+        ``value``.  Sending the same ``signal_id`` again is a no-op.  Returns
+        False, sending nothing, if the run had already closed."""
+        record = self.last_run(run_id)
+        if record.status != OPEN:
+            return False
+        signal = SignalReceived(name, self._codec(record).encode(value),
+                                signal_id or uuid.uuid4().hex, at=time.time())
+        self._tell(record.run_id, signal)
+        return True
+
     def cancel(self, run_id: str, reason: str = "") -> bool:
         """Ask the run (or the run it restarted as) to stop: it fails with
         :class:`flowy.RunCancelled`, and so do its open sub-workflows.
@@ -78,10 +92,12 @@ class FlowyClient:
         record = self.last_run(run_id)
         if record.status != OPEN:
             return False
-        cancel = CancelRequested(reason, at=time.time())
-        self.store.add_fact(record.run_id, cancel)
-        self.backend.queues.notify([(record.run_id, fact_id(cancel))])
+        self._tell(record.run_id, CancelRequested(reason, at=time.time()))
         return True
+
+    def _tell(self, run_id: str, fact: CancelRequested | SignalReceived) -> None:
+        self.store.add_fact(run_id, fact)
+        self.backend.queues.notify([(run_id, fact_id(fact))])
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> Any:
         """The run's result (following restarts); raises TaskError if it failed
@@ -152,6 +168,9 @@ class RunHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         return self.client.wait(self.run_id, timeout)
+
+    def signal(self, name: str, value: Any = None) -> bool:
+        return self.client.signal(self.run_id, name, value)
 
     def cancel(self, reason: str = "") -> bool:
         return self.client.cancel(self.run_id, reason)

@@ -32,6 +32,7 @@ from ..core.events import (
     Decision,
     Event,
     Fact,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -194,8 +195,7 @@ class DecisionMaker:
                                                   kind="timer", fire_at=event.at + event.delay))
             elif isinstance(event, CLOSING_TYPES):
                 closing = event  # type: ignore[assignment]
-            elif isinstance(event, CancelRequested):
-                self._pass_on_cancel(state, event, outbox)
+        self._pass_on(state, batch, outbox)
         if outbox.tasks:
             self.queues.send_tasks(outbox.tasks)
         if outbox.timers:
@@ -205,19 +205,26 @@ class DecisionMaker:
         if outbox.notifications:
             self.queues.notify(outbox.notifications)
 
-    def _pass_on_cancel(self, state: RunState, cancel: CancelRequested, outbox: Outbox) -> None:
-        """A cancel goes on to the run's sub-workflows that have not reported
-        back, and to the run it restarted as, if it came after a restart."""
+    def _pass_on(self, state: RunState, batch: list[Event], outbox: Outbox) -> None:
+        """Facts of the batch meant for other runs: a cancel goes on to the
+        sub-workflows that have not reported back, and a cancel or a signal
+        that came after a restart to the run this one restarted as."""
         run_id = state.record.run_id
-        reported = {e.key for e in state.history if isinstance(e, (TaskCompleted, TaskFailed))}
-        targets = [child_run_id(run_id, e.key) for e in state.history
-                   if isinstance(e, TaskScheduled) and e.kind == "workflow"
-                   and e.key not in reported]
-        if any(isinstance(e, WorkflowRestarted) for e in state.history):
-            targets.append(restarted_run_id(run_id))
-        for target in targets:
-            self.store.add_fact(target, cancel)
-            outbox.notifications.append((target, fact_id(cancel)))
+        before = state.history[:len(state.history) - len(batch)]
+        restarted = any(isinstance(e, WorkflowRestarted) for e in before)
+        for fact in batch:
+            if not isinstance(fact, (CancelRequested, SignalReceived)):
+                continue
+            targets = [restarted_run_id(run_id)] if restarted else []
+            if isinstance(fact, CancelRequested):
+                reported = {e.key for e in state.history
+                            if isinstance(e, (TaskCompleted, TaskFailed))}
+                targets += [child_run_id(run_id, e.key) for e in state.history
+                            if isinstance(e, TaskScheduled) and e.kind == "workflow"
+                            and e.key not in reported]
+            for target in targets:
+                self.store.add_fact(target, fact)
+                outbox.notifications.append((target, fact_id(fact)))
 
     def _schedule(self, state: RunState, task: TaskScheduled, outbox: Outbox) -> None:
         run_id = state.record.run_id

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
-from ..config import check_dependency_name, make_spec, resolve, sub_workflow_spec
+from ..config import WaitDependencies, check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError
 from ..core.replay import WorkflowDefinition
@@ -46,7 +46,7 @@ class ActivityBinding:
         return asyncio.iscoroutinefunction(self.function)
 
 
-class AWSWorkflow:
+class AWSWorkflow(WaitDependencies):
     """A workflow declared for the AWS engine.
 
     ``name`` and ``version`` identify it in the table and the CLI; change the

@@ -33,6 +33,7 @@ from ..core.events import (
     CancelRequested,
     Event,
     Fact,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
     TaskTimedOut,
@@ -56,6 +57,8 @@ def fact_id(fact: Fact) -> str:
         return f"timer:{fact.key}"
     if isinstance(fact, CancelRequested):
         return "cancel"  # the first request wins; later ones are no-ops
+    if isinstance(fact, SignalReceived):
+        return f"signal:{fact.id}"
     return outcome_id(type(fact).__name__, fact.key)
 
 

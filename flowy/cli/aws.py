@@ -14,7 +14,7 @@ from ..core.errors import ConfigurationError, FlowyError
 from ..core.events import event_to_dict
 
 COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
-            "cancel", "purge", "dev", "demo")
+            "signal", "cancel", "purge", "dev", "demo")
 
 
 def add_commands(commands: Any) -> None:
@@ -65,9 +65,9 @@ def add_commands(commands: Any) -> None:
         add(name, text, where).add_argument("run_id", metavar="RUN_ID")
     wait = add("wait", "wait for a run and print its result", where)
     wait.add_argument("run_id", metavar="RUN_ID")
-    wait.add_argument("--definitions", metavar="DEFS",
-                      help="module declaring the run's workflow, to decode its result with "
-                           "the workflow's codec (default: JSON)")
+    codec_help = ("module declaring the run's workflow, to use the workflow's codec "
+                  "(default: JSON)")
+    wait.add_argument("--definitions", metavar="DEFS", help=codec_help)
     wait.add_argument("--timeout", type=float)
     listing = add("list", "list runs, newest first", where)
     listing.add_argument("--workflow", help="name or name@version")
@@ -76,6 +76,13 @@ def add_commands(commands: Any) -> None:
     trace = add("trace", "render a run's trace (SVG, PNG or DOT by extension)", where)
     trace.add_argument("run_id", metavar="RUN_ID")
     trace.add_argument("-o", "--output", default="run.svg")
+    signal = add("signal", "send a run a signal", where)
+    signal.add_argument("run_id", metavar="RUN_ID")
+    signal.add_argument("name", metavar="NAME", help="the signal's name, as in conf_signal")
+    signal.add_argument("value", nargs="?", default="null", metavar="VALUE",
+                        help="its value, as JSON (plain words are strings; default null)")
+    signal.add_argument("--signal-id", help="sending the same id again is a no-op")
+    signal.add_argument("--definitions", metavar="DEFS", help=codec_help)
     cancel = add("cancel", "cancel an open run and its open sub-workflows", where)
     cancel.add_argument("run_id", metavar="RUN_ID")
     cancel.add_argument("--reason", default="", help="recorded in the run's error")
@@ -168,6 +175,13 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
         written = client.trace(args.run_id).render(args.output)
         print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
         return 0 if written else 1
+    if command == "signal":
+        if client.signal(args.run_id, args.name, _json_arg(args.value),
+                         signal_id=args.signal_id):
+            print(f"signal {args.name} sent to run {args.run_id}")
+            return 0
+        print(f"run {args.run_id} has already closed; signal not sent", file=sys.stderr)
+        return 1
     if command == "cancel":
         if client.cancel(args.run_id, args.reason):
             print(f"cancel requested for run {args.run_id}")

@@ -1,8 +1,8 @@
 """History events: the only input and output of the replay core.
 
 A run's history is an append-only list of events.  *Facts* come from outside
-(the run was started, a task completed, failed or timed out, a timer fired,
-someone asked to cancel the run);
+(the run was started, a task completed, failed or timed out, a timer fired, a
+signal came, someone asked to cancel the run);
 *decisions* are the events the core emits and the engine commits, then carries
 out (schedule a task, start a timer, close the run).
 
@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 from .errors import ErrorInfo
 
 TaskKind = Literal["activity", "workflow"]
+DependencyKind = Literal["activity", "workflow", "timer", "signal"]
 TimeoutType = Literal["start_to_close", "schedule_to_start", "heartbeat"]
 
 
@@ -67,6 +68,20 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalReceived:
+    """A signal sent to the run from outside; ``id`` makes a re-sent one a no-op.
+
+    The n-th call of a signal dependency named ``name`` gets the n-th signal of
+    that name, in history order.
+    """
+
+    name: str
+    value: str
+    id: str
+    at: float = _stamp()
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     """Someone asked to cancel the run: it fails at once with ``flowy.RunCancelled``.
 
@@ -103,7 +118,7 @@ class TaskScheduled:
 
 @dataclass(frozen=True, slots=True)
 class TimerStarted:
-    """A durable timer; the core uses it for the delay between retry attempts."""
+    """A durable timer: the delay before a retry, or a timer dependency's call."""
 
     key: str
     delay: float
@@ -140,14 +155,14 @@ class WorkflowRestarted:
 
 
 Fact = (WorkflowStarted | TaskCompleted | TaskFailed | TaskTimedOut | TimerFired
-        | CancelRequested)
+        | SignalReceived | CancelRequested)
 Decision = (TaskScheduled | TimerStarted | WorkflowCompleted | WorkflowFailed
             | WorkflowRestarted)
 Event = Fact | Decision
 E = TypeVar("E", bound=Event)
 
 FACT_TYPES: tuple[type, ...] = (WorkflowStarted, TaskCompleted, TaskFailed, TaskTimedOut,
-                                TimerFired, CancelRequested)
+                                TimerFired, SignalReceived, CancelRequested)
 DECISION_TYPES: tuple[type, ...] = (TaskScheduled, TimerStarted, WorkflowCompleted,
                                     WorkflowFailed, WorkflowRestarted)
 CLOSING_TYPES: tuple[type, ...] = (WorkflowCompleted, WorkflowFailed, WorkflowRestarted)

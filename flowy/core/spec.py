@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import ConfigurationError, ErrorInfo, qualified_name
-from .events import TaskKind
+from .events import DependencyKind
 
 
 def _as_tuple(types: Iterable[type[BaseException] | str] | type[BaseException] | str
@@ -81,9 +81,12 @@ class TaskSpec:
     Timeouts are in seconds, ``None`` for no limit: ``start_to_close`` bounds
     one attempt once a worker has started it, ``schedule_to_start`` the time it
     may wait in the queue, and ``heartbeat`` the time between two heartbeats.
+    A ``timer`` dependency is called with a number of seconds and finishes (with
+    ``None``) that long after; a ``signal`` dependency is called with nothing and
+    finishes with the value of the next signal of its name.  Neither retries.
     """
 
-    kind: TaskKind = "activity"
+    kind: DependencyKind = "activity"
     retry: RetryPolicy = NO_RETRY
     start_to_close: float | None = None
     schedule_to_start: float | None = None

@@ -36,8 +36,10 @@ from .events import (
     CancelRequested,
     Decision,
     Fact,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
+    TaskKind,
     TaskScheduled,
     TaskTimedOut,
     TimerFired,
@@ -108,6 +110,11 @@ class Execution:
         self._inputs: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._open_attempts: dict[str, tuple[Future, int]] = {}
         self._backoff_timers: dict[str, tuple[Future, int]] = {}
+        self._timers: dict[str, Future] = {}  # calls of timer dependencies, by key
+        # Signals by name: the values received (with their positions) and the
+        # calls waiting for them; the n-th call takes the n-th value.
+        self._signals: dict[str, list[tuple[str, int]]] = {}
+        self._signal_calls: dict[str, list[Future]] = {}
         self._decisions: list[Decision] = []
         self._greenlet: greenlet.greenlet | None = None
         self._waiter: _Waiter | None = None
@@ -190,9 +197,18 @@ class Execution:
                     message += f"; last heartbeat details: {fact.details}"
                 self._attempt_failed(future, attempt, TaskTimedout(message).info)
         elif isinstance(fact, TimerFired):
-            timer = self._backoff_timers.pop(fact.key, None)
+            backoff = self._backoff_timers.pop(fact.key, None)
+            if backoff is not None:
+                self._schedule_attempt(*backoff)
+            timer = self._timers.pop(fact.key, None)
             if timer is not None:
-                self._schedule_attempt(*timer)
+                timer.succeed(self.codec.encode(None), self.position)
+        elif isinstance(fact, SignalReceived):
+            received = self._signals.setdefault(fact.name, [])
+            received.append((fact.value, self.position))
+            calls = self._signal_calls.get(fact.name, [])
+            if len(received) <= len(calls):
+                calls[len(received) - 1].succeed(fact.value, self.position)
         elif isinstance(fact, CancelRequested):
             # The suspended workflow code never resumes; tasks still running
             # finish as late facts of a closed run.
@@ -221,6 +237,12 @@ class Execution:
         self._counters[dependency] = number + 1
         future = Future(f"{dependency}-{number}", self)
         self._futures[future.call_id] = future
+        if self._specs[dependency].kind == "signal":
+            if args or kwargs:
+                raise ConfigurationError(f"{dependency}() is a signal: call it with no "
+                                         "arguments")
+            self._wait_for_signal(dependency, future)
+            return make_result(future)
         deps = list({id(f): f for f in iter_futures((args, kwargs))}.values())
         for dep in deps:
             dep.observed = True  # a failed argument is handled by failing this call
@@ -256,13 +278,37 @@ class Execution:
         for dep in pending:
             dep.add_callback(on_dep_done)
 
+    def _wait_for_signal(self, name: str, future: Future) -> None:
+        calls = self._signal_calls.setdefault(name, [])
+        calls.append(future)
+        received = self._signals.get(name, [])
+        if len(calls) <= len(received):
+            value, position = received[len(calls) - 1]
+            future.succeed(value, position)
+
+    def _start_timer(self, future: Future, args: list[Any], kwargs: dict[str, Any],
+                     failed_at: int) -> None:
+        seconds = args[0] if len(args) == 1 and not kwargs else None
+        if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                or not 0 <= seconds < float("inf")):
+            future.fail(ErrorInfo.from_exception(ConfigurationError(
+                f"{future.call_id}: a timer takes one number of seconds >= 0, got "
+                f"{args!r} {kwargs!r}")), failed_at)
+            return
+        self._timers[future.call_id] = future
+        self._decisions.append(TimerStarted(future.call_id, float(seconds)))
+
     def _schedule_first(self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any],
                         deps: list[Future], called_at: int) -> None:
+        # A call that can't start fails when it could first run: at its call, or
+        # when its last argument finished.
+        failed_at = max([called_at, *(d.finish_index for d in deps)])
+        if self._specs[_dependency_of(future.call_id)].kind == "timer":
+            self._start_timer(future, list(unwrap(args)), unwrap(kwargs), failed_at)
+            return
         try:
             encoded = self.codec.encode([list(unwrap(args)), unwrap(kwargs)])
         except EncodeError as exc:
-            # It fails when it could first run: at its call, or when its last argument finished.
-            failed_at = max([called_at, *(d.finish_index for d in deps)])
             future.fail(ErrorInfo.from_exception(
                 EncodeError(f"can't schedule {future.call_id}: {exc}")), failed_at)
             return
@@ -275,8 +321,9 @@ class Execution:
         encoded, deps = self._inputs[future.call_id]
         key = f"{future.call_id}-{attempt}"
         self._open_attempts[key] = (future, attempt)
+        kind: TaskKind = "workflow" if spec.kind == "workflow" else "activity"  # not timers
         self._decisions.append(TaskScheduled(
-            key, future.call_id, dependency, spec.kind, encoded, attempt, deps,
+            key, future.call_id, dependency, kind, encoded, attempt, deps,
             spec.start_to_close, spec.schedule_to_start, spec.heartbeat))
 
     # -- the workflow code ----------------------------------------------------

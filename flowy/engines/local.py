@@ -8,7 +8,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
-from ..config import check_dependency_name, make_spec, resolve, sub_workflow_spec
+from ..config import WaitDependencies, check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError, TaskError
 from ..core.events import WorkflowCompleted
@@ -19,7 +19,7 @@ from ..tracing import Trace, build_run_trace
 from .local_engine import Chain, LocalEngine, RunConfig
 
 
-class LocalWorkflow:
+class LocalWorkflow(WaitDependencies):
     """A workflow with its dependencies, run on this machine.
 
     ``factory`` is the workflow class (or any callable taking the dependencies
@@ -163,6 +163,11 @@ class LocalRun:
 
     def done(self) -> bool:
         return self._chain.closed.is_set()
+
+    def signal(self, name: str, value: Any = None) -> None:
+        """Send the run (or the run it restarted as) a signal: the workflow's
+        next call of its ``conf_signal(name)`` dependency finishes with ``value``."""
+        self._chain.engine.signal(self._chain, name, self._codec.encode(value))
 
     def cancel(self, reason: str = "") -> None:
         """Ask the run to stop: it fails with :class:`flowy.RunCancelled`, and so

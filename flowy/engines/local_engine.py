@@ -29,6 +29,7 @@ from ..core.events import (
     Decision,
     Event,
     Fact,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -158,6 +159,10 @@ class LocalEngine:
         """Ask the chain's newest run to cancel (see :class:`CancelRequested`)."""
         self._post(chain.runs[-1], CancelRequested(reason))
 
+    def signal(self, chain: Chain, name: str, value: str) -> None:
+        """Send an encoded signal to the chain's newest run."""
+        self._post(chain.runs[-1], SignalReceived(name, value, uuid.uuid4().hex))
+
     def _start_run(self, chain: Chain, encoded_input: str) -> None:
         run = Run(uuid.uuid4().hex, chain, shard=next(self._shards))
         chain.runs.append(run)
@@ -170,6 +175,7 @@ class LocalEngine:
     def _decide(self, decider: Decider, run: Run, facts: list[Fact]) -> None:
         """On the run's decider thread: facts in, decisions committed and carried out."""
         try:
+            restarted = run.closed and run is not run.chain.runs[-1]
             if run.closed:
                 run.history.extend(facts)  # late facts are recorded, and ignored
             else:
@@ -182,17 +188,17 @@ class LocalEngine:
                 for decision in committed:
                     self._carry_out(run, decision)
             for fact in facts:
+                if restarted and isinstance(fact, (CancelRequested, SignalReceived)):
+                    # It raced with the restart: it is meant for the new run.
+                    self._post(run.chain.runs[run.chain.runs.index(run) + 1], fact)
                 if isinstance(fact, CancelRequested):
-                    self._pass_on_cancel(run, fact)
+                    self._cancel_tasks(run, fact)
         finally:
             run.chain.end_work(len(facts))
 
-    def _pass_on_cancel(self, run: Run, cancel: CancelRequested) -> None:
-        """A cancel goes on to the run this one restarted as and to open
-        sub-workflows; attempts still queued in the pool never start."""
-        later = run.chain.runs[run.chain.runs.index(run) + 1:]
-        if later:
-            self._post(later[0], cancel)
+    def _cancel_tasks(self, run: Run, cancel: CancelRequested) -> None:
+        """Cancel the run's open sub-workflows; attempts still queued in the
+        pool never start."""
         for child in run.children.values():
             if not child.closed.is_set():
                 child.engine.cancel(child, cancel.reason)

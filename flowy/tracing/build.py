@@ -17,6 +17,7 @@ from types import MappingProxyType
 from ..core.events import (
     CancelRequested,
     Event,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -83,8 +84,8 @@ class _Builder:
             self.outcome(position, event)
         elif self.closing is not None:
             self.ignore(event.at, f"{type(event).__name__} after the run closed")
-        elif isinstance(event, CancelRequested):
-            pass  # the WorkflowFailed that answers it carries the reason
+        elif isinstance(event, (CancelRequested, SignalReceived)):
+            pass  # a cancel's reason is in the WorkflowFailed that answers it
         elif isinstance(event, WorkflowStarted):
             if self.started is None:
                 self.started = event
