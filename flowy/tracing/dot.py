@@ -1,8 +1,9 @@
 """A trace as Graphviz DOT source: plain string building, no Graphviz needed.
 
-Every run is a cluster holding a start node, one node per call and a close
-node; an edge goes from each call to the calls that received its result, and a
-``restart`` edge from a run to the run that continued it.  A sub-workflow is a
+Every run is a cluster holding a start node, one node per call (and per
+timer a timer dependency started) and a close node; an edge goes from each
+call to the calls that received its result, and a ``restart`` edge from a run
+to the run that continued it.  A sub-workflow is a
 dashed cluster, inside its parent's run, holding the child's runs, drawn the
 same way.
 
@@ -104,6 +105,7 @@ class _Graph:
 
         ids = {task.call_id: f"{run_id}_t{index}" for index, task in enumerate(run.tasks)}
         depended_on = {dep for task in run.tasks for dep in task.deps}
+        self.timers(run, run_id, inner, ids, depended_on)
         for task in run.tasks:
             node = ids[task.call_id]
             task_fill, task_border = COLORS[task.status]
@@ -126,6 +128,22 @@ class _Graph:
         if not run.tasks:
             self.edge(f"{run_id}_start", f"{run_id}_end", style="invis")
         self.lines.append(f"{indent}}}")
+
+    def timers(self, run: RunTrace, run_id: str, indent: str, ids: dict[str, str],
+               depended_on: set[str]) -> None:
+        """Draw the timers no retry claimed (timer dependencies' calls), adding
+        them to ``ids``: a call may take a timer's result as an argument."""
+        retry_timers = {timer.key for task in run.tasks for timer in task.timers}
+        waits = [timer for timer in run.timers if timer.key not in retry_timers]
+        for index, timer in enumerate(waits):
+            node = ids[timer.key] = f"{run_id}_w{index}"
+            state = "fired" if timer.fired_at is not None else "waiting"
+            fill, border = COLORS["completed" if timer.fired_at is not None else "open"]
+            self.add(indent, node, label=f"{timer.key}\ntimer {format_seconds(timer.delay)}, "
+                                        f"{state}", shape="note", fillcolor=fill, color=border)
+            self.edge(f"{run_id}_start", node, style="invis")
+            if timer.key not in depended_on:
+                self.edge(node, f"{run_id}_end", style="invis")
 
     def child(self, call_id: str, child: Trace, node: str, indent: str) -> None:
         """Draw a sub-workflow's runs in a dashed box linked from its call's node."""
