@@ -209,12 +209,13 @@ class DecisionMaker:
         """Facts of the batch meant for other runs: a cancel goes on to the
         sub-workflows that have not reported back, and a cancel or a signal
         that came after a restart to the run this one restarted as."""
+        passed = [e for e in batch if isinstance(e, (CancelRequested, SignalReceived))]
+        if not passed:
+            return  # the common case: no scan of the history
         run_id = state.record.run_id
         before = state.history[:len(state.history) - len(batch)]
         restarted = any(isinstance(e, WorkflowRestarted) for e in before)
-        for fact in batch:
-            if not isinstance(fact, (CancelRequested, SignalReceived)):
-                continue
+        for fact in passed:
             targets = [restarted_run_id(run_id)] if restarted else []
             if isinstance(fact, CancelRequested):
                 reported = {e.key for e in state.history
