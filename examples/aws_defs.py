@@ -2,12 +2,14 @@
 local examples, with names, versions and task lists added outside the code.
 
 ``flowy dev examples.aws_defs`` serves them on an embedded local AWS;
-``flowy demo`` runs ``example`` end to end.
+``flowy demo`` runs ``two_halves`` (or ``example``) end to end; ``approval``
+waits for ``flowy signal RUN_ID approve '{"ok": true, "by": "ann"}'``.
 """
 
 from __future__ import annotations
 
 from examples import subworkflow, toy
+from examples.approval import OrderApproval, configure
 from flowy import RetryPolicy
 from flowy.aws import AWSWorkflow
 
@@ -21,3 +23,5 @@ sum_range = AWSWorkflow(subworkflow.SumRange, name="sum_range").conf_activity(
 two_halves = (AWSWorkflow(subworkflow.TwoHalves, name="two_halves")
               .conf_workflow("sum_range", sum_range)
               .conf_activity("add", subworkflow.add))
+
+approval = configure(AWSWorkflow(OrderApproval, name="approval"))

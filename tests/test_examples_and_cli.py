@@ -26,6 +26,8 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                        "'backup': 'cached copy', 'crunched': 3}"]),
     ("subworkflow", ["sum of 0..99: 4950"]),
     ("traced", ["result: loaded 3 rows: [0, 10, 20]", "trace: traced.svg"]),
+    ("approval", ["order-1: charged order-1 (approved by ann)", "order-2: expired after 0.5 s",
+                  "order-3: the run was cancelled: customer left"]),
 ])
 def test_example_runs(example: str, expected: list[str], tmp_path: Path) -> None:
     finished = run("-m", f"examples.{example}", cwd=tmp_path)
