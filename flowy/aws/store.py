@@ -229,14 +229,14 @@ class HistoryStore:
             operation = "query"
             kwargs.update(IndexName=RUN_INDEX, KeyConditionExpression="workflow = :w",
                           ScanIndexForward=False)
-        else:
+        else:  # the index holds only run items: a scan of it reads no history
             operation = "scan"
-            filters.append("sk = :run")
-            values[":run"] = {"S": "run"}
+            kwargs["IndexName"] = RUN_INDEX
         if filters:
             kwargs["FilterExpression"] = " AND ".join(filters)
-        pages = self._db.get_paginator(operation).paginate(
-            TableName=self.table, ExpressionAttributeValues=values, **kwargs)
+        if values:  # DynamoDB refuses an empty map
+            kwargs["ExpressionAttributeValues"] = values
+        pages = self._db.get_paginator(operation).paginate(TableName=self.table, **kwargs)
         for page in pages:
             for item in page["Items"]:
                 run = self._run_from_item(item)
