@@ -128,6 +128,8 @@ def test_aws_signals_reach_the_run_once_per_id(make_stack: Any) -> None:
     history = client.history(run.run_id)
     assert [e.id for e in history if isinstance(e, SignalReceived)][0] == "s-1"
     assert sum(isinstance(e, SignalReceived) for e in history) == 2
+    rows = [text for _, text in client.trace(run.run_id).timeline()]
+    assert 'signal approve-0 received: {"by":"ann"}' in rows
     assert run.signal("approve", 3) is False  # closed: nothing sent
     late = stack.flowy("signal", run.run_id, "approve")
     assert late.returncode == 1 and "already closed" in late.stderr

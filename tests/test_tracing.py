@@ -13,6 +13,7 @@ import pytest
 from flowy.core.errors import ConfigurationError, ErrorInfo
 from flowy.core.events import (
     Event,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
     TaskKind,
@@ -372,20 +373,26 @@ def test_dot_retry_timeout_and_late_result() -> None:
     assert 'fillcolor="#f8d7da", color="#c62828"' in dot  # red: the run failed
 
 
-def test_dot_draws_timer_dependencies_and_their_edges() -> None:
+def test_dot_draws_timer_dependencies_signals_and_their_edges() -> None:
     history: list[Event] = [
         WorkflowStarted("[]", at=T0),
         TimerStarted("sleep-0", 0.5, at=T0),
         TimerStarted("sleep-1", 60.0, at=T0),
         TimerFired("sleep-0", at=T0 + 0.5),
         scheduled("echo-0", 0.5, deps=("sleep-0",)),
+        SignalReceived("approve", '"yes"', "id-1", at=T0 + 0.75),
+        SignalReceived("approve", '"again"', "id-2", at=T0 + 1.0),
+        scheduled("echo-1", 1.0, deps=("approve-1",)),
         *retry_history()[1:-1],  # a retry timer stays with its call
     ]
-    dot = trace_of(history).to_dot()
+    trace = trace_of(history)
+    dot = trace.to_dot()
     assert labels(dot)["r0_w0"] == "sleep-0\\ntimer 0.50s, fired"
     assert labels(dot)["r0_w1"] == "sleep-1\\ntimer 1m00s, waiting"
-    assert "r0_w2" not in dot  # flaky-0-2.backoff is drawn on flaky-0
-    assert "  r0_w0 -> r0_t0;\n" in dot
+    assert labels(dot)["r0_w2"] == "approve-0\\nsignal received\\nvalue: \\\"yes\\\""
+    assert "r0_w4" not in dot  # flaky-0-2.backoff is drawn on flaky-0
+    assert "  r0_w0 -> r0_t0;\n" in dot and "  r0_w3 -> r0_t1;\n" in dot
+    assert (0.75, 'signal approve-0 received: "yes"') in trace.timeline()
 
 
 def test_dot_sub_workflow_cluster_with_prefixed_ids() -> None:

@@ -35,6 +35,7 @@ from .trace import (
     Outcome,
     RunStatus,
     RunTrace,
+    SignalTrace,
     TaskTrace,
     TimerTrace,
     Trace,
@@ -76,6 +77,7 @@ class _Builder:
     timer_started: dict[str, int] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)
     ignored: list[Ignored] = field(default_factory=list)
+    signals: list[SignalTrace] = field(default_factory=list)
     started: WorkflowStarted | None = None
     closing: WorkflowCompleted | WorkflowFailed | WorkflowRestarted | None = None
 
@@ -84,8 +86,11 @@ class _Builder:
             self.outcome(position, event)
         elif self.closing is not None:
             self.ignore(event.at, f"{type(event).__name__} after the run closed")
-        elif isinstance(event, (CancelRequested, SignalReceived)):
-            pass  # a cancel's reason is in the WorkflowFailed that answers it
+        elif isinstance(event, SignalReceived):
+            index = sum(1 for signal in self.signals if signal.name == event.name)
+            self.signals.append(SignalTrace(event.name, index, event.value, event.at))
+        elif isinstance(event, CancelRequested):
+            pass  # its reason is in the WorkflowFailed that answers it
         elif isinstance(event, WorkflowStarted):
             if self.started is None:
                 self.started = event
@@ -179,6 +184,7 @@ class _Builder:
             status=_run_status(closing),
             tasks=tuple(self.task_trace(call, children) for call in self.calls.values()),
             timers=tuple(self.timers.values()),
+            signals=tuple(self.signals),
             result=closing.result if isinstance(closing, WorkflowCompleted) else None,
             error=closing.error if isinstance(closing, WorkflowFailed) else None,
             next_input=closing.input if isinstance(closing, WorkflowRestarted) else None,

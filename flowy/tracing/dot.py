@@ -1,9 +1,9 @@
 """A trace as Graphviz DOT source: plain string building, no Graphviz needed.
 
 Every run is a cluster holding a start node, one node per call (and per
-timer a timer dependency started) and a close node; an edge goes from each
-call to the calls that received its result, and a ``restart`` edge from a run
-to the run that continued it.  A sub-workflow is a
+timer a timer dependency started, and per signal received) and a close node;
+an edge goes from each call to the calls that received its result, and a
+``restart`` edge from a run to the run that continued it.  A sub-workflow is a
 dashed cluster, inside its parent's run, holding the child's runs, drawn the
 same way.
 
@@ -105,7 +105,7 @@ class _Graph:
 
         ids = {task.call_id: f"{run_id}_t{index}" for index, task in enumerate(run.tasks)}
         depended_on = {dep for task in run.tasks for dep in task.deps}
-        self.timers(run, run_id, inner, ids, depended_on)
+        self.waits(run, run_id, inner, ids, depended_on)
         for task in run.tasks:
             node = ids[task.call_id]
             task_fill, task_border = COLORS[task.status]
@@ -129,20 +129,25 @@ class _Graph:
             self.edge(f"{run_id}_start", f"{run_id}_end", style="invis")
         self.lines.append(f"{indent}}}")
 
-    def timers(self, run: RunTrace, run_id: str, indent: str, ids: dict[str, str],
-               depended_on: set[str]) -> None:
-        """Draw the timers no retry claimed (timer dependencies' calls), adding
-        them to ``ids``: a call may take a timer's result as an argument."""
+    def waits(self, run: RunTrace, run_id: str, indent: str, ids: dict[str, str],
+              depended_on: set[str]) -> None:
+        """Draw the timers no retry claimed (timer dependencies' calls) and the
+        signals received, adding them to ``ids``: a call may take their
+        results as arguments."""
         retry_timers = {timer.key for task in run.tasks for timer in task.timers}
-        waits = [timer for timer in run.timers if timer.key not in retry_timers]
-        for index, timer in enumerate(waits):
-            node = ids[timer.key] = f"{run_id}_w{index}"
-            state = "fired" if timer.fired_at is not None else "waiting"
-            fill, border = COLORS["completed" if timer.fired_at is not None else "open"]
-            self.add(indent, node, label=f"{timer.key}\ntimer {format_seconds(timer.delay)}, "
-                                        f"{state}", shape="note", fillcolor=fill, color=border)
+        nodes = [(timer.key, f"timer {format_seconds(timer.delay)}, "
+                             + ("fired" if timer.fired_at is not None else "waiting"),
+                  timer.fired_at is not None)
+                 for timer in run.timers if timer.key not in retry_timers]
+        nodes += [(signal.call_id, f"signal received\nvalue: {shorten(signal.value)}", True)
+                  for signal in run.signals]
+        for index, (call_id, text, done) in enumerate(nodes):
+            node = ids[call_id] = f"{run_id}_w{index}"
+            fill, border = COLORS["completed" if done else "open"]
+            self.add(indent, node, label=f"{call_id}\n{text}", shape="note", fillcolor=fill,
+                     color=border)
             self.edge(f"{run_id}_start", node, style="invis")
-            if timer.key not in depended_on:
+            if call_id not in depended_on:
                 self.edge(node, f"{run_id}_end", style="invis")
 
     def child(self, call_id: str, child: Trace, node: str, indent: str) -> None:

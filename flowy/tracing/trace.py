@@ -21,7 +21,7 @@ from ..core.events import TaskKind, TimeoutType
 from .render import render as render_dot
 
 __all__ = [
-    "AttemptTrace", "Ignored", "Outcome", "RunStatus", "RunTrace", "TaskTrace",
+    "AttemptTrace", "Ignored", "Outcome", "RunStatus", "RunTrace", "SignalTrace", "TaskTrace",
     "TimerTrace", "Trace", "describe_error", "format_seconds", "shorten",
 ]
 
@@ -119,6 +119,21 @@ class TimerTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalTrace:
+    """A signal the run received: the ``index``-th of its ``name`` (0 first),
+    which the call ``NAME-INDEX`` of a signal dependency takes."""
+
+    name: str
+    index: int
+    value: str
+    received_at: float
+
+    @property
+    def call_id(self) -> str:
+        return f"{self.name}-{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
 class TaskTrace:
     """A call (``call_id``) and all its attempts, in order.
 
@@ -179,6 +194,7 @@ class RunTrace:
     status: RunStatus
     tasks: tuple[TaskTrace, ...]
     timers: tuple[TimerTrace, ...] = ()
+    signals: tuple[SignalTrace, ...] = ()
     result: str | None = None
     error: ErrorInfo | None = None
     next_input: str | None = None
@@ -282,6 +298,9 @@ def _rows(trace: Trace) -> list[tuple[float, str]]:
                          f"timer {timer.key} started ({format_seconds(timer.delay)})"))
             if timer.fired_at is not None:
                 rows.append((timer.fired_at, f"timer {timer.key} fired"))
+        rows.extend((signal.received_at,
+                     f"signal {signal.call_id} received: {shorten(signal.value)}")
+                    for signal in run.signals)
         rows.extend((note.at, f"{name}: {note}") for note in run.ignored)
         if run.closed_at is not None:
             rows.append((run.closed_at, f"{name} {run.describe_close()}"))
