@@ -152,6 +152,30 @@ def test_malformed_messages_go_to_dead_letter_queues(make_stack: Any) -> None:
     assert "moved to the dead-letter queue" in stack.logs()
 
 
+def test_dead_letters_are_redriven_once_fixed(make_stack: Any) -> None:
+    from flowy.aws.queues import notification_entry, numbered
+    from flowy.aws.store import RunRecord
+
+    stack = make_stack()
+    queues, settings = stack.backend.queues, stack.settings
+    workflow = aws_workflow("example")
+    # A run whose notification SQS gave up on (say its deciders did not know
+    # the workflow yet): it waits in the dead-letter queue, the run stays open.
+    stuck = RunRecord("stuck", workflow.ref, input="[[3,4],{}]")
+    run_id, why = stack.backend.store.start_run(stuck)
+    dlq = settings.dead_letter_queue(settings.decision_queue)
+    queues.sqs.send_message_batch(QueueUrl=queues.url(dlq),
+                                  Entries=numbered([notification_entry(run_id, why)]))
+    stack.decider()
+    stack.worker()
+    moved = stack.flowy("redrive", "decisions")
+    assert moved.stdout.strip() == (f"moved 1 message(s) from {dlq} back to "
+                                    f"{settings.decision_queue}"), moved.stderr
+    assert stack.client.wait("stuck", timeout=60) == 25
+    nothing = stack.flowy("redrive", "tasks", "--task-list", "default")
+    assert nothing.stdout.startswith("moved 0 message(s)"), nothing.stderr
+
+
 def test_unknown_activity_fails_the_task_naming_it(make_stack: Any) -> None:
     stack = make_stack()
     stack.decider()

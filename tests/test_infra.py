@@ -41,7 +41,8 @@ POLICY_ACTIONS = {  # least privilege: exactly these, on the namespace's resourc
               "s3:GetObject PutObject",
     "client": "dynamodb:GetItem PutItem Query UpdateItem Scan sqs:SendMessage GetQueueUrl "
               "s3:GetObject PutObject",
-    "purge": "dynamodb:Query Scan DeleteItem BatchWriteItem",
+    "operator": "dynamodb:Query Scan DeleteItem BatchWriteItem sqs:ReceiveMessage DeleteMessage "
+                "SendMessage GetQueueUrl GetQueueAttributes",
 }
 
 

@@ -131,6 +131,25 @@ class Queues:
                 log.warning("could not extend a message's lease on %s (%s)", queue,
                             failure.get("Message", failure.get("Code")))
 
+    def redrive(self, queue: str) -> int:
+        """Move the messages waiting in ``queue``'s dead-letter queue back to
+        it, once their cause is fixed; returns how many.  Only as many as were
+        waiting at the start, so a message that is still poison, and comes
+        back to the dead-letter queue, is not moved round and round."""
+        dlq = AWSSettings.dead_letter_queue(queue)
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.url(dlq), AttributeNames=["ApproximateNumberOfMessages"])
+        waiting = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+        moved = 0
+        while moved < waiting:
+            messages = self.receive(dlq, max_messages=min(10, waiting - moved), wait=1)
+            if not messages:
+                break
+            self._send(queue, [redriven_entry(queue, m) for m in messages])
+            self.delete(dlq, [m["ReceiptHandle"] for m in messages])
+            moved += len(messages)
+        return moved
+
     def dead_letter(self, queue: str, message: dict[str, Any], reason: str) -> None:
         """Move a poison message to the queue's dead-letter queue, with its reason."""
         log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",
@@ -145,6 +164,19 @@ class Queues:
             entry["MessageDeduplicationId"] = dedup_id(message.get("MessageId", ""), reason)
         self._send(dlq, [entry])
         self.delete(queue, [message["ReceiptHandle"]])
+
+
+def redriven_entry(queue: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A dead-lettered message, to be sent back to ``queue``."""
+    entry: dict[str, Any] = {"MessageBody": message["Body"]}
+    if queue.endswith(".fifo"):
+        try:
+            group = Notification.model_validate_json(message["Body"]).run
+        except ValueError:  # still poison: it will come back to the dead-letter queue
+            group = "poison"
+        entry["MessageGroupId"] = group
+        entry["MessageDeduplicationId"] = dedup_id(message["MessageId"], "redrive")
+    return entry
 
 
 def receive_count(message: dict[str, Any]) -> int:

@@ -14,7 +14,7 @@ from ..core.errors import ConfigurationError, FlowyError
 from ..core.events import event_to_dict
 
 COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
-            "signal", "cancel", "purge", "dev", "demo")
+            "signal", "cancel", "purge", "redrive", "dev", "demo")
 
 
 def add_commands(commands: Any) -> None:
@@ -90,6 +90,10 @@ def add_commands(commands: Any) -> None:
     purge.add_argument("--days", type=float, required=True,
                        help="delete the runs that closed more than DAYS days ago")
     purge.add_argument("--workflow", help="only runs of this workflow (name or name@version)")
+    redrive = add("redrive", "move a queue's dead letters back to it, once their cause is "
+                             "fixed", where)
+    redrive.add_argument("queue", choices=["decisions", "timers", "tasks"])
+    redrive.add_argument("--task-list", default="default", help="with tasks: which task list")
     dev = add("dev", "serve DEFS on an embedded local AWS: moto, a decider and a worker",
               defs)
     dev.add_argument("--port", type=int, default=4566, help="port of the local AWS")
@@ -188,6 +192,13 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
             return 0
         print(f"run {args.run_id} has already closed; nothing to cancel", file=sys.stderr)
         return 1
+    if command == "redrive":
+        queue = {"decisions": settings.decision_queue, "timers": settings.timer_queue,
+                 "tasks": settings.task_queue(args.task_list)}[args.queue]
+        moved = client.backend.queues.redrive(queue)
+        print(f"moved {moved} message(s) from {settings.dead_letter_queue(queue)} back to "
+              f"{queue}")
+        return 0
     if command == "purge":
         purged = client.purge(time.time() - args.days * 86400, args.workflow)
         print(f"deleted {len(purged)} closed run(s) of namespace {settings.namespace}")
