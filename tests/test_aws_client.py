@@ -142,13 +142,14 @@ def test_any_client_given_the_definitions_decodes_with_the_workflow_codec(
 def test_a_name_without_version_starts_the_highest_version() -> None:
     from flowy.aws import Registry
 
-    registry = Registry([AWSWorkflow(A.SingleCall, name="w", version=v)
-                         .conf_activity("task", A.square) for v in ("2", "10", "9", "1.10")])
+    def versions(*numbers: str) -> Registry:
+        return Registry([AWSWorkflow(A.SingleCall, name="w", version=v)
+                         .conf_activity("task", A.square) for v in numbers])
+
+    registry = versions("2", "10", "9", "1.10")
     assert registry.latest("w").version == "10"
     assert registry.latest("w@9").version == "9"
-    assert Registry([AWSWorkflow(A.SingleCall, name="w", version=v)
-                     .conf_activity("task", A.square) for v in ("1.9", "1.10")]
-                    ).latest("w").version == "1.10"
+    assert versions("1.9", "1.10").latest("w").version == "1.10"
     with pytest.raises(ConfigurationError, match="no workflow named 'v'"):
         registry.latest("v")
 

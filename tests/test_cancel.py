@@ -75,7 +75,6 @@ def test_local_cancel_fails_the_run_and_its_sub_workflow() -> None:
         run.cancel("enough")
         with pytest.raises(RunCancelled, match="the run was cancelled: enough"):
             run.result(timeout=5)
-        run.result  # noqa: B018 - the handle stays usable
         assert run.done()
         [parent] = run._chain.runs
         [child] = parent.children.values()

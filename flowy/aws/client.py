@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
@@ -75,13 +76,9 @@ class FlowyClient:
         next call of the ``conf_signal(name)`` dependency finishes with
         ``value``.  Sending the same ``signal_id`` again is a no-op.  Returns
         False, sending nothing, if the run had already closed."""
-        record = self.last_run(run_id)
-        if record.status != OPEN:
-            return False
-        signal = SignalReceived(name, self._codec(record).encode(value),
-                                signal_id or uuid.uuid4().hex, at=time.time())
-        self._tell(record.run_id, signal)
-        return True
+        return self._tell(run_id, lambda record: SignalReceived(
+            name, self._codec(record).encode(value), signal_id or uuid.uuid4().hex,
+            at=time.time()))
 
     def cancel(self, run_id: str, reason: str = "") -> bool:
         """Ask the run (or the run it restarted as) to stop: it fails with
@@ -89,15 +86,18 @@ class FlowyClient:
         Tasks already queued or running still run, and their results are
         recorded as late.  Returns False, changing nothing, if the run had
         already closed."""
+        return self._tell(run_id, lambda record: CancelRequested(reason, at=time.time()))
+
+    def _tell(self, run_id: str,
+              fact_for: Callable[[RunRecord], CancelRequested | SignalReceived]) -> bool:
+        """Put a fact in the inbox of the run's newest open run; False if closed."""
         record = self.last_run(run_id)
         if record.status != OPEN:
             return False
-        self._tell(record.run_id, CancelRequested(reason, at=time.time()))
+        fact = fact_for(record)
+        self.store.add_fact(record.run_id, fact)
+        self.backend.queues.notify([(record.run_id, fact_id(fact))])
         return True
-
-    def _tell(self, run_id: str, fact: CancelRequested | SignalReceived) -> None:
-        self.store.add_fact(run_id, fact)
-        self.backend.queues.notify([(run_id, fact_id(fact))])
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> Any:
         """The run's result (following restarts); raises TaskError if it failed
@@ -129,7 +129,8 @@ class FlowyClient:
         workflow ids; returns their ids.  Open runs are never touched."""
         purged = []
         for record in self.store.runs(workflow):
-            if record.status != OPEN and (record.closed_at or closed_before) < closed_before:
+            if (record.status != OPEN and record.closed_at is not None
+                    and record.closed_at < closed_before):
                 self.store.delete_run(record)
                 purged.append(record.run_id)
         return purged

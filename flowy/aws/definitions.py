@@ -141,8 +141,7 @@ class Registry:
             return self.workflows[ref]
         except KeyError:
             raise ConfigurationError(
-                f"workflow {ref} is not declared in {self.source}; known: "
-                f"{', '.join(sorted(self.workflows)) or 'none'}") from None
+                f"workflow {ref} is not declared in {self.source}; {self._known()}") from None
 
     def latest(self, name: str) -> AWSWorkflow:
         """The workflow ``name`` at its highest version, ``name@version`` as given."""
@@ -150,10 +149,12 @@ class Registry:
             return self.workflow(name)
         versions = [w for w in self.workflows.values() if w.name == name]
         if not versions:
-            raise ConfigurationError(
-                f"no workflow named {name!r} in {self.source}; known: "
-                f"{', '.join(sorted(self.workflows)) or 'none'}")
+            raise ConfigurationError(f"no workflow named {name!r} in {self.source}; "
+                                     f"{self._known()}")
         return max(versions, key=lambda w: _version_key(w.version))
+
+    def _known(self) -> str:
+        return f"known: {', '.join(sorted(self.workflows)) or 'none'}"
 
     def task_lists(self) -> list[str]:
         return sorted({binding.task_list for binding in self.activities.values()})

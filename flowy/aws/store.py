@@ -207,7 +207,8 @@ class HistoryStore:
     def list_runs(self, workflow: str | None = None, status: str | None = None,
                   limit: int = 50) -> list[RunRecord]:
         """Runs, newest first, of one workflow (via the index, reading no more
-        pages than ``limit`` needs) or of all (a scan of the whole table)."""
+        pages than ``limit`` needs) or of all (a scan of the index, which holds
+        only run items)."""
         runs = self.runs(workflow, status)
         if workflow is not None:
             return list(itertools.islice(runs, limit))

@@ -180,18 +180,14 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
         print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
         return 0 if written else 1
     if command == "signal":
-        if client.signal(args.run_id, args.name, _json_arg(args.value),
-                         signal_id=args.signal_id):
-            print(f"signal {args.name} sent to run {args.run_id}")
-            return 0
-        print(f"run {args.run_id} has already closed; signal not sent", file=sys.stderr)
-        return 1
+        sent = client.signal(args.run_id, args.name, _json_arg(args.value),
+                             signal_id=args.signal_id)
+        return _told(sent, f"signal {args.name} sent to run {args.run_id}",
+                     f"run {args.run_id} has already closed; signal not sent")
     if command == "cancel":
-        if client.cancel(args.run_id, args.reason):
-            print(f"cancel requested for run {args.run_id}")
-            return 0
-        print(f"run {args.run_id} has already closed; nothing to cancel", file=sys.stderr)
-        return 1
+        return _told(client.cancel(args.run_id, args.reason),
+                     f"cancel requested for run {args.run_id}",
+                     f"run {args.run_id} has already closed; nothing to cancel")
     if command == "redrive":
         queue = {"decisions": settings.decision_queue, "timers": settings.timer_queue,
                  "tasks": settings.task_queue(args.task_list)}[args.queue]
@@ -204,6 +200,12 @@ def _dispatch(args: argparse.Namespace, stack: Any) -> int:
         print(f"deleted {len(purged)} closed run(s) of namespace {settings.namespace}")
         return 0
     raise AssertionError(command)
+
+
+def _told(told: bool, done: str, closed: str) -> int:
+    """Report a signal or cancel: 0 if the run took it, 1 if it had closed."""
+    print(done if told else closed, file=sys.stdout if told else sys.stderr)
+    return 0 if told else 1
 
 
 def _json_object(text: str) -> dict[str, Any]:
