@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import keyword
-from collections.abc import Callable, Container
+import typing
+from collections.abc import Callable, Container, Iterable
 from typing import Any, Literal, TypeVar
 
+from .core.codec import Codec, TypedCodec
 from .core.errors import ConfigurationError
 from .core.events import TaskKind
 from .core.spec import NO_RETRY, RetryPolicy, TaskSpec
@@ -79,31 +83,115 @@ def make_spec(kind: TaskKind, function: object, **options: Any) -> TaskSpec:
                     schedule_to_start=merged["schedule_to_start"], heartbeat=merged["heartbeat"])
 
 
-W = TypeVar("W", bound="WaitDependencies")
+def hinted_types(target: object) -> set[type]:
+    """The classes named in the parameter and return hints of ``target``: a
+    function, a workflow class (its ``__call__``), a callable object or a partial.
+
+    Unresolvable hints (a name only imported under ``TYPE_CHECKING``, say) are
+    skipped: they only mean fewer declared types.
+    """
+    if isinstance(target, functools.partial):
+        return hinted_types(target.func)
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        # A workflow class: its instances are what is called; a callable object: its class's.
+        cls = target if isinstance(target, type) else type(target)
+        target = next((k.__dict__["__call__"] for k in cls.__mro__ if "__call__" in k.__dict__),
+                      None)
+    if target is None:
+        return set()
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - any failure to evaluate them: no hints
+        return set()
+    found: set[type] = set()
+    pending: list[Any] = list(hints.values())
+    while pending:
+        hint = pending.pop()
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is Literal:  # Literal[Color.RED] names Color
+            found.update(type(value) for value in args)
+            continue
+        if isinstance(hint, type):
+            found.add(hint)
+        elif isinstance(hint, list):  # the arguments of Callable[[A, B], C]
+            pending.extend(hint)
+        pending.extend(args)
+    return found
 
 
-class WaitDependencies:
-    """``conf_timer`` and ``conf_signal``, for LocalWorkflow and AWSWorkflow alike."""
+D = TypeVar("D", bound="Declaration")
 
+
+class Declaration:
+    """What ``LocalWorkflow`` and ``AWSWorkflow`` share: the workflow code, its
+    dependencies, ``conf_timer`` and ``conf_signal``, and the codec its runs use."""
+
+    factory: Callable[..., Any]
     _specs: dict[str, TaskSpec]
 
-    def conf_timer(self: W, name: str) -> W:
+    def __init__(self, factory: Callable[..., Any], codec: Codec) -> None:
+        self.factory = factory
+        self.declared_codec = codec
+        self._specs = {}
+        self._codec: Codec | None = None
+
+    @property
+    def codec(self) -> Codec:
+        """The codec that runs of this workflow use: the declared one, told (if
+        it takes them, as :class:`flowy.JSONCodec` does) the types named in the
+        type hints of the workflow's ``__call__`` and of its activities, and of
+        its sub-workflows', so that values of those types need no other
+        declaring."""
+        if self._codec is None:
+            codec = self.declared_codec
+            if isinstance(codec, TypedCodec):
+                codec = codec.with_types(self._hinted_types())
+            self._codec = codec
+        return self._codec
+
+    def _hinted_types(self) -> set[type]:
+        """The types in the hints of this workflow's code and activities, and of
+        its sub-workflows' (all the way down: a parent encodes a child's input
+        and decodes its result)."""
+        types: set[type] = set()
+        seen: set[int] = set()
+        pending: list[Declaration] = [self]
+        while pending:
+            declaration = pending.pop()
+            if id(declaration) not in seen:
+                seen.add(id(declaration))
+                for target in (declaration.factory, *declaration._activity_functions()):
+                    types |= hinted_types(target)
+                pending.extend(declaration._sub_workflows())
+        return types
+
+    def _activity_functions(self) -> Iterable[object]:
+        raise NotImplementedError
+
+    def _sub_workflows(self) -> Iterable[Declaration]:
+        raise NotImplementedError
+
+    def _configured(self: D, name: str, spec: TaskSpec) -> D:
+        self._specs[name] = spec
+        self._codec = None  # a new dependency may declare new types
+        return self
+
+    def conf_timer(self: D, name: str) -> D:
         """Bind dependency ``name`` to a durable timer: ``self.NAME(seconds)``
         returns a result that finishes, with ``None``, that many seconds later,
         so ``first(self.task(), self.NAME(60))`` waits at most a minute."""
         return self._conf_wait("timer", name)
 
-    def conf_signal(self: W, name: str) -> W:
+    def conf_signal(self: D, name: str) -> D:
         """Bind dependency ``name`` to the signals of that name: the n-th call
         of ``self.NAME()`` returns a result that finishes with the value of the
         n-th such signal sent to the run (``LocalRun.signal``,
         ``FlowyClient.signal``)."""
         return self._conf_wait("signal", name)
 
-    def _conf_wait(self: W, kind: Literal["timer", "signal"], name: str) -> W:
+    def _conf_wait(self: D, kind: Literal["timer", "signal"], name: str) -> D:
         check_dependency_name(name, self._specs)
-        self._specs[name] = TaskSpec(kind=kind)
-        return self
+        return self._configured(name, TaskSpec(kind=kind))
 
 
 def sub_workflow_spec(owner: object, dependency: str, workflow: object,

@@ -202,6 +202,15 @@ class Color(enum.Enum):
     BLUE = "blue"
 
 
+# echo_types takes Any, so the types it sees must be declared with the codec.
+TYPED_CODEC = flowy.JSONCodec(types=[Point, Color])
+
+
+def move(point: Point, color: Color) -> Point:
+    """Its hints declare Point and Color: a workflow calling it needs no codec= for them."""
+    return Point(x=point.x + 1, y=point.y, label=color.value)
+
+
 def echo_types(value: Any) -> list[Any]:
     """The value back, with the exact type of each of its items (or of itself)."""
     if type(value) is dict:

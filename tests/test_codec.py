@@ -22,8 +22,6 @@ from flowy.codec import DEFAULT_CODEC, JSONCodec
 from flowy.core.codec import Codec
 from flowy.core.errors import EncodeError
 
-codec = JSONCodec()
-
 
 class Color(enum.Enum):
     RED = "red"
@@ -69,6 +67,8 @@ class Outer:
 
 
 Pair = namedtuple("Pair", "a b")
+
+codec = JSONCodec(types=[Color, Priority, Mode, Perm, Planet, Point, Order, Outer.Inner])
 
 
 class MyStr(str):
@@ -349,11 +349,18 @@ def test_socket_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("make", [local_model, local_enum], ids=["model", "enum"])
-def test_class_defined_in_a_function_is_rejected_on_encode(make: Any) -> None:
-    with pytest.raises(EncodeError, match=r"<locals>\.Local can't be imported; define the class "
-                                          r"at module level") as info:
+def test_undeclared_enum_or_model_is_rejected_on_encode(make: Any) -> None:
+    with pytest.raises(EncodeError, match=r"this codec does not know .*<locals>\.Local; declare "
+                                          r"it: pass codec=JSONCodec\(types=\[Local\]\)") as info:
         codec.encode({"x": [make()]})
     assert "at value['x'][0]" in str(info.value)
+
+
+@pytest.mark.parametrize("make", [local_model, local_enum], ids=["model", "enum"])
+def test_a_class_defined_in_a_function_round_trips_once_declared(make: Any) -> None:
+    value = make()
+    local = JSONCodec(types=[type(value)])
+    assert_same(local.decode(local.encode([value])), [value])
 
 
 def test_circular_values_are_rejected() -> None:
@@ -407,12 +414,16 @@ BAD_DATA: dict[str, tuple[Any, str]] = {
     "bad uuid": ('{"__flowy__":"uuid","v":"x"}', "tagged 'uuid'"),
     "unhashable set element": ('{"__flowy__":"set","v":[[1]]}', "tagged 'set'"),
     "unhashable key": ('{"__flowy__":"dict","v":[[[1],2]]}', "tagged 'dict'"),
-    "missing module": ('{"__flowy__":"model","cls":"no_such_mod:M","v":{}}', "can't be imported"),
+    "missing module": ('{"__flowy__":"model","cls":"no_such_mod:M","v":{}}', "does not know"),
     "missing class": (f'{{"__flowy__":"model","cls":"{__name__}:Nope","v":{{}}}}',
-                      "can't be imported"),
-    "empty class path": ('{"__flowy__":"model","cls":"","v":{}}', "can't be imported"),
-    "not a model": ('{"__flowy__":"model","cls":"os:path","v":{}}', "not a subclass"),
-    "not an enum": (f'{{"__flowy__":"enum","cls":"{__name__}:Point","v":1}}', "not a subclass"),
+                      "does not know"),
+    "empty class path": ('{"__flowy__":"model","cls":"","v":{}}', "does not know"),
+    "class path not a string": ('{"__flowy__":"enum","cls":["os"],"v":1}', "does not know"),
+    "no class path": ('{"__flowy__":"enum","v":1}', "does not know"),
+    "not a model": ('{"__flowy__":"model","cls":"os:path","v":{}}', "does not know"),
+    "not an enum": (f'{{"__flowy__":"enum","cls":"{__name__}:Point","v":1}}', "not an Enum"),
+    "an enum as a model": (f'{{"__flowy__":"model","cls":"{__name__}:Color","v":{{}}}}',
+                           "it is an Enum"),
     "invalid model data": (f'{{"__flowy__":"model","cls":"{__name__}:Point","v":{{"x":"no"}}}}',
                            "ValidationError"),
     "unknown enum value": (f'{{"__flowy__":"enum","cls":"{__name__}:Color","v":"green"}}',

@@ -35,7 +35,7 @@ TRACEBACK = 'Traceback (most recent call last):\n  File "w.py", line 3\nValueErr
 BAD_INPUT = ErrorInfo("bad input", "builtins.ValueError", TRACEBACK, VALUE_ERROR_MRO)
 ENCODE_REASON = ("the JSON codec supports None, bool, int, float, str, list, tuple, dict, set, "
                  "frozenset, bytes, bytearray, UUID, datetime, date, time, timedelta, Decimal, "
-                 "Enum members and pydantic models; pass a custom codec= to handle it")
+                 "and declared Enum and pydantic model types; pass a custom codec= to handle it")
 
 
 # -- workflows ------------------------------------------------------------------

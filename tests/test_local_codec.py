@@ -41,7 +41,7 @@ TYPES = {"bytes": "bytes", "uuid": "UUID", "aware": "datetime", "naive": "dateti
 
 
 def test_values_round_trip_through_an_activity(make_workflow) -> None:
-    w = make_workflow(A.SingleCall).conf_activity("task", A.echo_types)
+    w = make_workflow(A.SingleCall, codec=A.TYPED_CODEC).conf_activity("task", A.echo_types)
     types, value = w.run(VALUES)
     # The activity received exactly these types...
     assert types == TYPES
@@ -57,7 +57,7 @@ def test_values_round_trip_through_an_activity(make_workflow) -> None:
 
 @pytest.mark.parametrize("key", sorted(VALUES))
 def test_each_value_as_a_plain_argument_and_result(make_workflow, key: str) -> None:
-    w = make_workflow(A.SingleCall).conf_activity("task", A.echo_types)
+    w = make_workflow(A.SingleCall, codec=A.TYPED_CODEC).conf_activity("task", A.echo_types)
     type_name, value = w.run(VALUES[key])
     if TYPES[key] == "dict":  # echo_types describes a dict item by item
         assert type_name == {k: type(v).__name__ for k, v in VALUES[key].items()}
@@ -71,7 +71,7 @@ def test_bytearray_and_subclasses_come_back_as_base_types(make_workflow) -> None
     from collections import OrderedDict, namedtuple
 
     pair = namedtuple("pair", "a b")
-    w = make_workflow(A.SingleCall).conf_activity("task", A.echo_types)
+    w = make_workflow(A.SingleCall, codec=A.TYPED_CODEC).conf_activity("task", A.echo_types)
     assert w.run(bytearray(b"ab")) == ["bytes", b"ab"]
     assert w.run(pair(1, 2)) == ["tuple", (1, 2)]
     assert w.run(OrderedDict(a=1)) == [{"a": "int"}, {"a": 1}]
@@ -85,7 +85,7 @@ def test_results_pass_between_activities_with_exact_types(make_workflow) -> None
         def __call__(self, value):
             return self.echo(self.identity(value))
 
-    w = (make_workflow(Relay)
+    w = (make_workflow(Relay, codec=A.TYPED_CODEC)
          .conf_activity("identity", A.identity)
          .conf_activity("echo", A.echo_types))
     types, value = w.run(VALUES)
@@ -171,7 +171,7 @@ def test_unencodable_restart_arguments_fail_the_run(make_workflow) -> None:
         w.run()
 
 
-def test_locally_defined_model_can_not_be_sent(make_workflow) -> None:
+def test_an_undeclared_model_can_not_be_sent(make_workflow) -> None:
     import pydantic
 
     class Local(pydantic.BaseModel):
@@ -179,6 +179,33 @@ def test_locally_defined_model_can_not_be_sent(make_workflow) -> None:
 
     w = make_workflow(lambda identity: (lambda: identity(Local(x=1))))
     w.conf_activity("identity", A.identity)
-    with pytest.raises(TaskError, match="can't be imported") as info:
+    with pytest.raises(TaskError, match=r"does not know .*Local; declare it") as info:
         w.run()
     assert info.value.type_name == "flowy.EncodeError"
+
+
+def test_types_in_an_activitys_hints_need_no_codec(make_workflow) -> None:
+    w = make_workflow(A.SingleCall).conf_activity("task", A.move)
+    moved = w.run(A.Point(x=1, y=2), A.Color.RED)
+    assert moved == A.Point(x=2, y=2, label="red")
+    assert type(moved) is A.Point
+
+
+def test_types_in_the_workflows_hints_need_no_codec(make_workflow) -> None:
+    class Hinted:
+        def __init__(self, task):
+            self.task = task
+
+        def __call__(self, color: A.Color) -> list[A.Color]:
+            return [color, self.task(color)]
+
+    w = make_workflow(Hinted).conf_activity("task", A.identity)
+    assert w.run(A.Color.BLUE) == [A.Color.BLUE, A.Color.BLUE]
+
+
+def test_a_sub_workflows_hints_declare_its_types_to_the_parent(make_workflow) -> None:
+    """Neither workflow's code names Point or Color; the child's activity does,
+    and the parent encodes the child's input and decodes its result."""
+    child = make_workflow(A.SingleCall).conf_activity("task", A.move)
+    parent = make_workflow(A.ParentCatch).conf_workflow("sub", child)
+    assert parent.run(A.Point(x=1, y=2), A.Color.RED) == ["ok", A.Point(x=2, y=2, label="red")]

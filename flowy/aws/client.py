@@ -10,7 +10,7 @@ from typing import Any
 
 from ..codec import DEFAULT_CODEC
 from ..core.codec import Codec
-from ..core.errors import FlowyError, TaskError
+from ..core.errors import EncodeError, FlowyError, TaskError
 from ..core.events import CancelRequested, Event, SignalReceived, TaskScheduled
 from ..tracing import Trace, build_run_trace
 from .backend import Backend
@@ -106,13 +106,24 @@ class FlowyClient:
         while True:
             record = self.last_run(run_id)
             if record.status == COMPLETED:
-                return self._codec(record).decode(record.result or "null")
+                return self._decode_result(record)
             if record.status == FAILED:
                 assert record.error is not None
                 raise TaskError.from_info(record.error)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} is still {record.status} after {timeout} s")
             time.sleep(poll)
+
+    def _decode_result(self, record: RunRecord) -> Any:
+        try:
+            return self._codec(record).decode(record.result or "null")
+        except EncodeError as exc:
+            if record.workflow in self.workflows:
+                raise
+            raise EncodeError(f"{exc}. This client does not know workflow {record.workflow}, "
+                              "so it decodes its result with the default codec: give it the "
+                              "declarations (FlowyClient(registry=load_registry(DEFS)), or "
+                              "flowy wait --definitions DEFS)") from exc
 
     def _codec(self, record: RunRecord) -> Codec:
         workflow = self.workflows.get(record.workflow)

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import ServiceError
+from ..core.errors import LoopDied, ServiceError
 from ..core.events import (
     CLOSING_TYPES,
     CancelRequested,
@@ -44,7 +44,7 @@ from ..core.events import (
     stamped,
 )
 from ..core.replay import Decider
-from ..worker.deciders import DeciderThreads
+from ..worker.deciders import DeciderThreads, guarded
 from .definitions import AWSWorkflow, Registry
 from .messages import MalformedMessage, Notification, TaskMessage, TimerMessage, parse
 from .payloads import Payloads
@@ -293,17 +293,27 @@ class DeciderService:
         self.queues = queues
         self.poll_wait = poll_wait
         self._lease = queues.settings.visibility_timeout
-        self._threads = DeciderThreads(threads, self._handle_run, cache_size, "flowy-decider")
+        # Set when a thread this process needs has died: the process must stop.
+        self.fatal: BaseException | None = None
+        self._dying = threading.Event()
+        self._threads = DeciderThreads(threads, self._handle_run, cache_size, "flowy-decider",
+                                       self._die)
         # Notifications received and not yet deleted, with when their lease was
         # last extended: a long decision (a large fan-out) must not let its
         # notification reappear and reach another decider mid-way.
         self._held: dict[str, float] = {}
         self._held_lock = threading.Lock()
 
+    def _die(self, exc: BaseException) -> None:
+        self.fatal = exc
+        self._dying.set()
+
     def _handle_run(self, decider: Decider, run_id: str, receipts: list[str]) -> None:
         try:
             self.maker.handle(decider, run_id)
-        except Exception:
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - the run's trouble; the others go on
             log.exception("decision for run %s failed; its notification will come back",
                           run_id)
         else:
@@ -359,7 +369,9 @@ class DeciderService:
             except MalformedMessage as exc:
                 self.queues.dead_letter(queue, message, str(exc))
                 continue
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # noqa: BLE001 - the timer's trouble; the others go on
                 log.exception("timer message %s failed; it will come back",
                               message.get("MessageId"))
                 continue
@@ -369,14 +381,22 @@ class DeciderService:
         return len(messages)
 
     def serve(self, stop: threading.Event) -> None:
-        """Poll both queues until ``stop`` is set, then finish the decisions in hand."""
+        """Poll both queues until ``stop`` is set, then finish the decisions in hand.
+
+        Raises :class:`~flowy.core.errors.LoopDied` if a thread of this process died: the
+        runs it served would wait for ever, so the process must exit and be
+        restarted, not go on half alive.
+        """
+        def stopping() -> bool:
+            return stop.is_set() or self._dying.is_set()
+
         def loop(poll: Any) -> None:
-            while not stop.is_set():
+            while not stopping():
                 try:
                     poll()
                 except Exception:
                     log.exception("polling failed; retrying in 1 s")
-                    stop.wait(1)
+                    self._dying.wait(1)
 
         def renew(done: threading.Event) -> None:
             while not done.wait(self._lease / 6):
@@ -385,15 +405,22 @@ class DeciderService:
                 except Exception:
                     log.exception("extending leases failed; retrying")
 
-        timer_thread = threading.Thread(target=loop, args=(self.poll_timers,),
+        timer_thread = threading.Thread(target=guarded(lambda: loop(self.poll_timers), self._die),
                                         name="flowy-timers", daemon=True)
         closed = threading.Event()
-        lease_thread = threading.Thread(target=renew, args=(closed,), name="flowy-leases",
-                                        daemon=True)
+        lease_thread = threading.Thread(target=guarded(lambda: renew(closed), self._die),
+                                        name="flowy-leases", daemon=True)
         timer_thread.start()
         lease_thread.start()
-        loop(self.poll_decisions)
+        try:
+            loop(self.poll_decisions)
+        except BaseException as exc:  # noqa: BLE001 - ends the process below, with the reason
+            self._die(exc)
         timer_thread.join()
         self._threads.close()  # finishes the decisions in hand, whose leases go on
         closed.set()
         lease_thread.join()
+        if self.fatal is not None:
+            raise LoopDied(f"a decider thread died ({type(self.fatal).__name__}: "
+                              f"{self.fatal}); the process stops so that its supervisor "
+                              "restarts it") from self.fatal

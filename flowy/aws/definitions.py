@@ -13,16 +13,16 @@ import asyncio
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
-from ..config import WaitDependencies, check_dependency_name, make_spec, resolve, sub_workflow_spec
+from ..config import Declaration, check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError
 from ..core.replay import WorkflowDefinition
-from ..core.spec import RetryPolicy, TaskSpec
+from ..core.spec import RetryPolicy
 from ..core.workflow import WorkflowFactory
 from .settings import DEFAULT_TASK_LIST, check_task_list
 
@@ -35,18 +35,22 @@ class ActivityBinding:
     version: str
     task_list: str
     function: Callable[..., Any]
-    codec: Codec = DEFAULT_CODEC  # the declaring workflow's: it encodes the inputs
+    workflow: AWSWorkflow = field(compare=False)  # the declaring one: its codec encodes inputs
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
     @property
+    def codec(self) -> Codec:
+        return self.workflow.codec
+
+    @property
     def is_async(self) -> bool:
         return asyncio.iscoroutinefunction(self.function)
 
 
-class AWSWorkflow(WaitDependencies):
+class AWSWorkflow(Declaration):
     """A workflow declared for the AWS engine.
 
     ``name`` and ``version`` identify it in the table and the CLI; change the
@@ -60,11 +64,9 @@ class AWSWorkflow(WaitDependencies):
             if not value or "@" in value or "#" in value:
                 raise ConfigurationError(
                     f"workflow {label} {value!r} must be non-empty, without '@' or '#'")
-        self.factory = factory
+        super().__init__(factory, codec)
         self.name = name
         self.version = version
-        self.codec = codec
-        self._specs: dict[str, TaskSpec] = {}
         self.activities: dict[str, ActivityBinding] = {}
         self.children: dict[str, AWSWorkflow] = {}
 
@@ -85,22 +87,26 @@ class AWSWorkflow(WaitDependencies):
         if "@" in activity_name or "@" in version:
             raise ConfigurationError(f"activity name and version can't contain '@': "
                                      f"{activity_name!r}, {version!r}")
-        self._specs[dependency] = make_spec("activity", target, retry=retry, timeout=timeout,
-                                            heartbeat=heartbeat,
-                                            schedule_to_start=schedule_to_start)
+        spec = make_spec("activity", target, retry=retry, timeout=timeout, heartbeat=heartbeat,
+                         schedule_to_start=schedule_to_start)
         self.activities[dependency] = ActivityBinding(activity_name, version,
-                                                      check_task_list(task_list), target,
-                                                      self.codec)
-        return self
+                                                      check_task_list(task_list), target, self)
+        return self._configured(dependency, spec)
 
     def conf_workflow(self, dependency: str, workflow: AWSWorkflow, *,
                       retry: RetryPolicy | None = None,
                       timeout: float | None = None) -> AWSWorkflow:
         """Bind ``dependency`` to a sub-workflow, called like an activity."""
-        self._specs[dependency] = sub_workflow_spec(self, dependency, workflow, self._specs,
-                                                    retry=retry, timeout=timeout)
+        spec = sub_workflow_spec(self, dependency, workflow, self._specs, retry=retry,
+                                 timeout=timeout)
         self.children[dependency] = workflow
-        return self
+        return self._configured(dependency, spec)
+
+    def _activity_functions(self) -> Iterable[object]:
+        return [binding.function for binding in self.activities.values()]
+
+    def _sub_workflows(self) -> Iterable[AWSWorkflow]:
+        return self.children.values()
 
     @property
     def definition(self) -> WorkflowDefinition:
@@ -130,8 +136,8 @@ class Registry:
             pending.extend(workflow.children.values())
             for binding in workflow.activities.values():
                 other = self.activities.setdefault(binding.ref, binding)
-                if (other.function, other.task_list, other.codec) != (
-                        binding.function, binding.task_list, binding.codec):
+                if (other.function, other.task_list, other.workflow.declared_codec) != (
+                        binding.function, binding.task_list, binding.workflow.declared_codec):
                     raise ConfigurationError(
                         f"{source}: activity {binding.ref} is bound to two different functions, "
                         "task lists or codecs; give one of them another name or version")

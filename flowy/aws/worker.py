@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..core.errors import ConfigurationError, ErrorInfo, ServiceError
+from ..core.errors import ConfigurationError, ErrorInfo, LoopDied, ServiceError
 from ..core.events import Fact, TaskCompleted, TaskFailed, stamped
 from ..worker.activity import AttemptOutcome, execute_activity, execute_activity_async
 from .batching import Batcher
@@ -82,11 +82,17 @@ class ActivityWorker:
             pollers.append(asyncio.create_task(self._poll(queue, url, slots)))
         log.info("worker polling %s for %s", ", ".join(self.task_lists),
                  ", ".join(sorted(self.activities)))
-        await stop.wait()
-        for poller in pollers:
-            poller.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *pollers], return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopped, *pollers):
+            task.cancel()
+        outcomes = await asyncio.gather(*pollers, return_exceptions=True)
         await self._drain()
+        dead = [(poller, outcome) for poller, outcome in zip(pollers, outcomes, strict=True)
+                if poller in done]
+        if dead:  # a poller never ends by itself: its task list would go unserved
+            raise LoopDied(f"a task queue poller of this worker died ({dead[0][1]!r}); the "
+                           "process stops so that its supervisor restarts it")
 
     async def _drain(self) -> None:
         if self._running:
@@ -158,7 +164,9 @@ class ActivityWorker:
                 # have died before notifying (a repeat is deduplicated).
                 await self._notifications.submit((task.run, news))
             await self._deletions.submit((url, receipt))
-        except Exception:
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException:  # noqa: BLE001 - one attempt's trouble must not end the worker
             log.exception("attempt %s of run %s could not be reported; its message will "
                           "come back", task.key, task.run)
         finally:

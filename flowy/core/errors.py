@@ -65,6 +65,12 @@ class ServiceError(FlowyError):
     """A backing service (DynamoDB, SQS, S3) refused or failed a request we can't retry."""
 
 
+class LoopDied(FlowyError):
+    """A thread or task that a decider or worker process needs has died: the
+    process stops (with exit status 1) for its supervisor to restart it,
+    rather than go on half alive."""
+
+
 class EncodeError(FlowyError, TypeError):
     """A value can't be encoded or decoded by the codec in use."""
 
@@ -118,7 +124,7 @@ class RunCancelled(TaskError):
     """The run was cancelled (``LocalRun.cancel``, ``FlowyClient.cancel``, ``flowy cancel``)."""
 
 
-for _cls in (FlowyError, ConfigurationError, EncodeError, TaskError, TaskTimedout,
+for _cls in (FlowyError, ConfigurationError, EncodeError, LoopDied, TaskError, TaskTimedout,
              NondeterminismError, RunCancelled):
     _cls.__module__ = "flowy"
 

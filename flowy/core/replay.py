@@ -157,7 +157,9 @@ class Decider:
             decisions = execution.decide(new_facts)
         except NondeterminismError as exc:
             return [WorkflowFailed(exc.info)]
-        except Exception as exc:  # noqa: BLE001 - e.g. an undecodable input fails the run
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. an undecodable input fails the run
             return [WorkflowFailed(ErrorInfo.from_exception(exc))]
         if not execution.closed and self.cache_size > 0:
             self._cache[run_id] = execution

@@ -332,7 +332,9 @@ class Execution:
         try:
             args, kwargs = self.codec.decode(encoded)
             return list(args), dict(kwargs)
-        except (EncodeError, TypeError, ValueError) as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a codec may raise anything: the run fails
             raise EncodeError(f"the run's input can't be decoded: {exc}") from exc
 
     def _main(self, args: list[Any], kwargs: dict[str, Any]) -> None:

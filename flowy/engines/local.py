@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from ..codec import DEFAULT_CODEC
-from ..config import WaitDependencies, check_dependency_name, make_spec, resolve, sub_workflow_spec
+from ..config import Declaration, check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError, TaskError
 from ..core.events import WorkflowCompleted
 from ..core.replay import WorkflowDefinition
-from ..core.spec import RetryPolicy, TaskSpec
+from ..core.spec import RetryPolicy
 from ..core.workflow import WorkflowFactory
 from ..tracing import Trace, build_run_trace
 from .local_engine import Chain, LocalEngine, RunConfig
 
 
-class LocalWorkflow(WaitDependencies):
+class LocalWorkflow(Declaration):
     """A workflow with its dependencies, run on this machine.
 
     ``factory`` is the workflow class (or any callable taking the dependencies
@@ -39,15 +39,13 @@ class LocalWorkflow(WaitDependencies):
                  name: str | None = None) -> None:
         if activity_workers < 1 or workflow_workers < 1:
             raise ConfigurationError("activity_workers and workflow_workers must be >= 1")
-        self.factory = factory
+        super().__init__(factory, codec)
         self.name: str = name or getattr(factory, "__qualname__", None) or "workflow"
         self.activity_workers = activity_workers
         self.workflow_workers = workflow_workers
-        self.codec = codec
         self.cache_size = cache_size
         self.last_trace: Trace | None = None
         self._executor_choice = executor
-        self._specs: dict[str, TaskSpec] = {}
         self._activities: dict[str, Callable[..., Any]] = {}
         self._children: dict[str, LocalWorkflow] = {}
         self._engine: LocalEngine | None = None
@@ -71,17 +69,21 @@ class LocalWorkflow(WaitDependencies):
         spec = make_spec("activity", target, retry=retry, timeout=timeout,
                          heartbeat=heartbeat, schedule_to_start=schedule_to_start)
         self._activities[name] = target
-        self._specs[name] = spec
-        return self
+        return self._configured(name, spec)
 
     def conf_workflow(self, name: str, workflow: LocalWorkflow, *,
                       retry: RetryPolicy | None = None,
                       timeout: float | None = None) -> LocalWorkflow:
         """Bind dependency ``name`` to a sub-workflow, called like an activity."""
-        self._specs[name] = sub_workflow_spec(self, name, workflow, self._specs, retry=retry,
-                                              timeout=timeout)
+        spec = sub_workflow_spec(self, name, workflow, self._specs, retry=retry, timeout=timeout)
         self._children[name] = workflow
-        return self
+        return self._configured(name, spec)
+
+    def _activity_functions(self) -> Iterable[object]:
+        return self._activities.values()
+
+    def _sub_workflows(self) -> Iterable[LocalWorkflow]:
+        return self._children.values()
 
     # -- running --------------------------------------------------------------
 
@@ -103,8 +105,9 @@ class LocalWorkflow(WaitDependencies):
 
     def start(self, *args: Any, **kwargs: Any) -> LocalRun:
         """Start a run and return at once; many runs can go at the same time."""
-        encoded = self.codec.encode([list(args), kwargs])  # EncodeError names the culprit
-        return LocalRun(self._start_encoded(encoded, None), self.codec)
+        codec = self.codec
+        encoded = codec.encode([list(args), kwargs])  # EncodeError names the culprit
+        return LocalRun(self._start_encoded(encoded, None), codec)
 
     def _start_encoded(self, encoded: str, on_close: Callable[[Chain], None] | None) -> Chain:
         return self._get_engine().start(self._snapshot(), encoded, on_close)
@@ -126,7 +129,7 @@ class LocalWorkflow(WaitDependencies):
                 self._engine = LocalEngine(name=self.name, executor=executor,
                                            owns_executor=owns_executor,
                                            workflow_workers=self.workflow_workers,
-                                           cache_size=self.cache_size, codec=self.codec)
+                                           cache_size=self.cache_size)
             return self._engine
 
     def close(self) -> None:

@@ -22,7 +22,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.codec import Codec
 from ..core.errors import ErrorInfo, FlowyError
 from ..core.events import (
     CancelRequested,
@@ -128,15 +127,17 @@ class LocalEngine:
     """Threads, pools and timers shared by every run of one LocalWorkflow."""
 
     def __init__(self, *, name: str, executor: Executor, owns_executor: bool,
-                 workflow_workers: int, cache_size: int, codec: Codec) -> None:
-        self._codec = codec
+                 workflow_workers: int, cache_size: int) -> None:
         self._executor = executor
         self._owns_executor = owns_executor
         self._lock = threading.Lock()
         self._attempts: dict[str, Attempt] = {}
         self._shards = itertools.count()
+        self._open_chains: set[Chain] = set()
+        self._broken: FlowyError | None = None  # set when a decider thread died
         self._timers = TimerService(f"{name}-timers")
-        self._deciders = DeciderThreads(workflow_workers, self._decide, cache_size, name)
+        self._deciders = DeciderThreads(workflow_workers, self._decide, cache_size, name,
+                                        self._decider_died)
         self._reporter: Any = _DirectReporter(self)
         self._report_pump: threading.Thread | None = None
         if isinstance(executor, ProcessPoolExecutor):
@@ -152,8 +153,23 @@ class LocalEngine:
     def start(self, config: RunConfig, encoded_input: str,
               on_close: Callable[[Chain], None] | None = None) -> Chain:
         chain = Chain(config, on_close, self)
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            self._open_chains.add(chain)
         self._start_run(chain, encoded_input)
         return chain
+
+    def _decider_died(self, exc: BaseException) -> None:
+        """A decider thread died: its runs would wait for ever, so every open
+        run fails now, and no new one starts."""
+        broken = FlowyError(f"a decider thread of this LocalWorkflow died "
+                            f"({type(exc).__name__}: {exc}); close it and make a new one")
+        with self._lock:
+            self._broken = broken
+            chains = list(self._open_chains)
+        for chain in chains:
+            self._close_chain(chain, WorkflowFailed(ErrorInfo.from_exception(broken)))
 
     def cancel(self, chain: Chain, reason: str) -> None:
         """Ask the chain's newest run to cancel (see :class:`CancelRequested`)."""
@@ -224,6 +240,10 @@ class LocalEngine:
             self._close_chain(run.chain, decision)
 
     def _close_chain(self, chain: Chain, outcome: Closing) -> None:
+        with self._lock:
+            if chain not in self._open_chains:
+                return  # it failed already, when a decider thread died
+            self._open_chains.remove(chain)
         chain.outcome = outcome
         chain.closed.set()
         if chain.on_close is not None:
@@ -251,7 +271,7 @@ class LocalEngine:
                 return
             attempt.future = self._executor.submit(
                 execute_activity, config.activities[task.dependency], token, task.key,
-                task.input, self._codec, self._reporter)
+                task.input, config.definition.codec, self._reporter)
         except Exception as exc:  # noqa: BLE001 - e.g. a pool that is shut down or broken
             self._finish_attempt(token, attempt, TaskFailed(task.key, ErrorInfo.from_exception(
                 FlowyError(f"{task.key} could not be started: {exc}"))))

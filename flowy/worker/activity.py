@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.codec import Codec
-from ..core.errors import EncodeError, ErrorInfo, FlowyError
+from ..core.errors import EncodeError, ErrorInfo
 
 HEARTBEAT_DETAILS_LIMIT = 2048  # characters, as in SWF
 
@@ -74,7 +74,7 @@ def execute_activity(function: Callable[..., Any], token: str, key: str, encoded
             value = asyncio.run(value)
         return _succeeded(codec, key, value, started_at)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        return _failed(key, exc, started_at)
+        return _failed(key, exc, started_at, on_loop=False)
     finally:
         _current.reset(context)
 
@@ -90,7 +90,7 @@ async def execute_activity_async(function: Callable[..., Awaitable[Any]], token:
         args, kwargs = _decode_input(codec, key, encoded_input)
         return _succeeded(codec, key, await function(*args, **kwargs), started_at)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        return _failed(key, exc, started_at)
+        return _failed(key, exc, started_at, on_loop=True)
     finally:
         _current.reset(context)
 
@@ -98,7 +98,9 @@ async def execute_activity_async(function: Callable[..., Awaitable[Any]], token:
 def _decode_input(codec: Codec, key: str, encoded_input: str) -> tuple[Any, Any]:
     try:
         args, kwargs = codec.decode(encoded_input)
-    except (EncodeError, TypeError, ValueError) as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a codec may raise anything: the attempt fails
         raise EncodeError(f"the input of {key} can't be decoded: {exc}") from exc
     return args, kwargs
 
@@ -111,8 +113,22 @@ def _succeeded(codec: Codec, key: str, value: Any, started_at: float) -> Attempt
     return AttemptOutcome(key, result, None, started_at, time.time())
 
 
-def _failed(key: str, exc: BaseException, started_at: float) -> AttemptOutcome:
-    if (isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError))
-            and not isinstance(exc, FlowyError)):
+def _failed(key: str, exc: BaseException, started_at: float, *, on_loop: bool
+            ) -> AttemptOutcome:
+    """The outcome of an attempt that raised ``exc``.  Whatever user code raises
+    fails the attempt, ``SystemExit`` included: it must not end the worker.
+    Only ``KeyboardInterrupt`` passes, and the cancellation of the task that
+    runs an async activity (the worker's own shutdown)."""
+    if isinstance(exc, KeyboardInterrupt) or (on_loop and _being_cancelled(exc)):
         raise exc
     return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())
+
+
+def _being_cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from cancelling the running task, rather than from
+    an activity raising ``CancelledError`` itself."""
+    task = asyncio.current_task()
+    if not isinstance(exc, asyncio.CancelledError) or task is None:
+        return False
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+; before, assume it is
+    return cancelling is None or cancelling() > 0

@@ -1,4 +1,4 @@
-"""Decider threads for the local engine: batch facts per run, decide, hand on.
+"""Decider threads, for both engines: batch facts per run, decide, hand on.
 
 Each run belongs to one thread (its live workflow is a greenlet, which can't
 change threads), chosen by hashing its id.  A thread takes every fact that is
@@ -8,6 +8,7 @@ decision, the way SWF batches events that arrive during a decision.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -19,17 +20,41 @@ from ..core.replay import Decider
 log = logging.getLogger("flowy.decider")
 
 Handler = Callable[[Decider, Any, list[Any]], None]
+FatalHandler = Callable[[BaseException], None]
 _STOP = object()
 
 
-class DeciderThreads:
-    """``count`` daemon threads; ``post(run, fact)`` queues a fact for ``run``."""
+def guarded(loop: Callable[[], None], on_fatal: FatalHandler) -> Callable[[], None]:
+    """``loop``, made to report its thread's death: if it ends by an exception,
+    that is logged and handed to ``on_fatal``, since whatever the thread served
+    would otherwise stop without a word (``threading.excepthook`` even ignores
+    ``SystemExit``)."""
+    def run() -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - a dead thread must never go unnoticed
+            log.critical("thread %s died", threading.current_thread().name, exc_info=exc)
+            on_fatal(exc)
+    return run
 
-    def __init__(self, count: int, handler: Handler, cache_size: int, name: str) -> None:
+
+class DeciderThreads:
+    """``count`` daemon threads; ``post(run, fact)`` queues a fact for ``run``.
+
+    Whatever a handler raises for one run is logged, and the thread goes on
+    with the others, except ``KeyboardInterrupt``.  A thread that ends that way,
+    or by a fault in this loop itself, calls ``on_fatal`` with the exception:
+    the runs posted to it would never be decided, so its owner must stop (a
+    decider process exits non-zero, for its supervisor to restart it).
+    """
+
+    def __init__(self, count: int, handler: Handler, cache_size: int, name: str,
+                 on_fatal: FatalHandler) -> None:
         self._handler = handler
         self._inboxes: list[queue.SimpleQueue[Any]] = [queue.SimpleQueue() for _ in range(count)]
         self._threads = [
-            threading.Thread(target=self._loop, args=(inbox, Decider(cache_size)),
+            threading.Thread(target=guarded(functools.partial(self._loop, inbox,
+                                                              Decider(cache_size)), on_fatal),
                              name=f"{name}-decider-{i}", daemon=True)
             for i, inbox in enumerate(self._inboxes)]
         for thread in self._threads:
@@ -64,7 +89,9 @@ class DeciderThreads:
             for run, facts in facts_by_run.items():
                 try:
                     self._handler(decider, run, facts)
-                except Exception:  # one broken run must not stop the others
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:  # noqa: BLE001 - one broken run must not stop the others
                     log.exception("decision for run %s failed", run)
             if stopping:
                 return

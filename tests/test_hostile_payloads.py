@@ -1,0 +1,207 @@
+"""Hostile payloads on both engines: they fail their own runs, and nothing else.
+
+Each payload names a module whose import would do harm, one that is not
+installed, or a class that is neither an Enum nor a model.  It arrives by each
+way a payload can: a run's start input, a signal sent through the client, a
+fact written straight into the run's inbox (the table, on AWS), an activity's
+input (decoded by the worker) and an activity's result (decoded by the
+decider).  The targeted runs fail with the codec's clear error; runs in flight
+on the same processes complete with the right results; no process imports
+anything, and no process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from flowy import EncodeError, FlowyError, LoopDied, TaskError
+from flowy.aws.store import fact_id
+from flowy.core.events import SignalReceived
+from tests import activities as A
+from tests import hostile
+from tests.aws_support import wait_for
+from tests.hostile import CLEAR_ERROR, NEVER_IMPORTED, PAYLOADS
+
+CHANNELS = ["start", "signal", "fact", "task input", "result"]
+EXAMPLES = [(1, 2), (3, 4), (5, 6)]
+EXPECTED = [a * a + b * b for a, b in EXAMPLES]
+
+
+def imported() -> list[str]:
+    return [name for name in NEVER_IMPORTED if name in sys.modules]
+
+
+def assert_failed_clearly(result: Callable[[], Any]) -> None:
+    with pytest.raises(TaskError, match=CLEAR_ERROR) as info:
+        result()
+    assert info.value.type_name == "flowy.EncodeError"
+
+
+# -- LocalWorkflow ------------------------------------------------------------------
+
+
+@pytest.fixture
+def local() -> Iterator[dict[str, Any]]:
+    workflows = hostile.local_workflows()
+    yield workflows
+    for workflow in workflows.values():
+        workflow.close()
+
+
+def start_local(workflows: dict[str, Any], channel: str, name: str) -> Any:
+    if channel == "start":
+        return workflows["echo"].start(f"PLANT:{name}")
+    if channel == "task input":
+        return workflows["forward"].start(name)
+    if channel == "result":
+        return workflows["result"].start(name)
+    run = workflows["signalled"].start()
+    if channel == "signal":
+        run.signal("approve", f"PLANT:{name}")
+    else:  # a fact with the raw payload, handed to the engine as it takes outside facts
+        run._chain.engine.signal(run._chain, "approve", PAYLOADS[name])
+    return run
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_local_hostile_payloads_fail_only_their_runs(local: dict[str, Any],
+                                                     channel: str) -> None:
+    assert imported() == []
+    others = [local["example"].start(a, b) for a, b in EXAMPLES[:2]]
+    targeted = [start_local(local, channel, name) for name in PAYLOADS]
+    others.append(local["example"].start(*EXAMPLES[2]))
+    for run in targeted:
+        assert_failed_clearly(lambda run=run: run.result(timeout=30))
+    assert [run.result(timeout=30) for run in others] == EXPECTED
+    assert imported() == []
+
+
+@pytest.mark.timeout(60)
+def test_local_decider_thread_that_dies_fails_the_open_runs(local: dict[str, Any]) -> None:
+    interrupting = local["interrupting"]
+    waiting = interrupting.start()  # open: it waits for a signal
+    interrupting.start("INTERRUPT")  # its codec raises KeyboardInterrupt in a decider thread
+    with pytest.raises(TaskError, match="a decider thread of this LocalWorkflow died"):
+        waiting.result(timeout=30)
+    with pytest.raises(FlowyError, match="close it and make a new one"):
+        interrupting.start()
+    other = local["signalled"].start()  # another LocalWorkflow, with its own threads
+    other.signal("approve", 1)
+    assert other.result(timeout=30) == ["got", 1]
+
+
+def test_local_async_activity_that_exits_fails_only_its_task(make_workflow) -> None:
+    w = make_workflow(A.SingleCall).conf_activity("task", hostile.exit_async)
+    with pytest.raises(TaskError) as info:
+        w.run(3)
+    assert info.value.type_name == "builtins.SystemExit"
+    # The pool survives it: the same workflow runs again.
+    with pytest.raises(TaskError, match="^4$"):
+        w.start(4).result(timeout=30)
+
+
+# -- the AWS engine -------------------------------------------------------------------
+
+
+def start_aws(stack: Any, channel: str, name: str) -> Any:
+    client = stack.client
+    if channel == "start":
+        return client.start(hostile.echo, f"PLANT:{name}")
+    if channel == "task input":
+        return client.start(hostile.forward, name)
+    if channel == "result":
+        return client.start(hostile.result, name)
+    handle = client.start(hostile.signalled)
+    if channel == "signal":
+        assert client.signal(handle.run_id, "approve", f"PLANT:{name}")
+    else:  # what the client's rights allow: PutItem in the inbox, SendMessage to deciders
+        fact = SignalReceived("approve", PAYLOADS[name], uuid.uuid4().hex)
+        assert stack.backend.store.add_fact(handle.run_id, fact)
+        stack.backend.queues.notify([(handle.run_id, fact_id(fact))])
+    return handle
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_aws_hostile_payloads_fail_only_their_runs(make_stack: Any, channel: str) -> None:
+    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
+    decider, worker = stack.decider(), stack.worker()
+    client = stack.client
+    others = [client.start(hostile.example, a, b) for a, b in EXAMPLES[:2]]
+    targeted = [start_aws(stack, channel, name) for name in PAYLOADS]
+    others.append(client.start(hostile.example, *EXAMPLES[2]))
+    for handle in targeted:
+        assert_failed_clearly(lambda handle=handle: handle.result(timeout=90))
+    assert [handle.result(timeout=90) for handle in others] == EXPECTED
+    # The workflow code reports the decider's modules, its activity the worker's.
+    assert client.start(hostile.probe, NEVER_IMPORTED).result(timeout=60) == [[], []]
+    assert decider.poll() is None and worker.poll() is None, stack.logs()
+
+
+@pytest.mark.timeout(120)
+def test_aws_activities_that_exit_fail_only_their_attempts(make_stack: Any) -> None:
+    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
+    stack.decider()
+    worker = stack.worker()
+    exiting = [stack.client.start(workflow, 3) for workflow in (hostile.exits, hostile.exits_async)]
+    others = [stack.client.start(hostile.example, a, b) for a, b in EXAMPLES]
+    for handle in exiting:
+        with pytest.raises(TaskError) as info:
+            handle.result(timeout=60)
+        assert info.value.type_name == "builtins.SystemExit"
+    assert [handle.result(timeout=60) for handle in others] == EXPECTED
+    assert worker.poll() is None, stack.logs()
+
+
+@pytest.mark.timeout(120)
+def test_aws_types_declared_by_hints_and_a_client_that_lacks_them(make_stack: Any) -> None:
+    """The activity's hints declare Point and Color to the worker, which decodes
+    its input, and to the decider, which decodes its result; a client that was
+    not given the declarations says how to give them."""
+    from flowy.aws import FlowyClient, Registry
+
+    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
+    stack.decider()
+    stack.worker()
+    handle = stack.client.start(hostile.moved, A.Point(x=1, y=2), A.Color.RED)
+    assert handle.result(timeout=60) == A.Point(x=2, y=2, label="red")
+    with pytest.raises(EncodeError, match=r"does not know .*give it the declarations"):
+        FlowyClient(backend=stack.backend).wait(handle.run_id, timeout=10)
+    informed = FlowyClient(backend=stack.backend, registry=Registry(hostile.AWS_WORKFLOWS))
+    assert informed.wait(handle.run_id, timeout=10) == A.Point(x=2, y=2, label="red")
+
+
+@pytest.mark.timeout(120)
+def test_aws_decider_whose_thread_dies_exits_non_zero(make_stack: Any) -> None:
+    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
+    decider = stack.decider()
+    stack.client.start(hostile.interrupting, "INTERRUPT")
+    wait_for(lambda: decider.poll() is not None, 60, "the decider to exit")
+    assert decider.returncode == 1
+    log = decider.log_path.read_text()
+    assert "died" in log and "KeyboardInterrupt" in log
+
+
+def test_aws_worker_whose_poller_dies_stops_with_an_error(make_stack: Any) -> None:
+    """A fault in the poll loop itself (here: SQS answers a receive with no
+    response at all) ends the worker with LoopDied, never leaves it half alive."""
+    from flowy.aws import Registry
+    from flowy.aws.worker import ActivityWorker
+
+    class NoResponse:  # stands in for the aioboto3 SQS client
+        async def receive_message(self, **_: Any) -> None:
+            return None
+
+    stack = make_stack()
+    backend = stack.backend
+    worker = ActivityWorker(Registry(hostile.AWS_WORKFLOWS), backend.store, backend.queues,
+                            backend.payloads, NoResponse(), poll_wait=0)
+    with pytest.raises(LoopDied, match="poller of this worker died"):
+        asyncio.run(worker.serve(asyncio.Event()))
