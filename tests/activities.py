@@ -268,25 +268,6 @@ class CatchTimeout:
             return ["timed out", str(e)]
 
 
-class Parallel:
-    def __init__(self, sleepy: Any) -> None:
-        self.sleepy = sleepy
-
-    def __call__(self, delay: float) -> Any:
-        a = self.sleepy("a", delay)
-        b = self.sleepy("b", delay)
-        return [a, b]
-
-
-class Sequential:
-    def __init__(self, sleepy: Any) -> None:
-        self.sleepy = sleepy
-
-    def __call__(self, delay: float) -> Any:
-        a = self.sleepy(1, delay)
-        return self.sleepy(a + 1, delay)  # touching a blocks before the second call
-
-
 class Nested:
     """Results nested in lists, dicts, tuples and keyword arguments."""
 
@@ -428,15 +409,6 @@ class WaitForms:
         if form == "plain":
             return wait(5)
         return wait()
-
-
-class WaitTiming:
-    def __init__(self, sleepy: Any) -> None:
-        self.sleepy = sleepy
-
-    def __call__(self, delays: list[float]) -> Any:
-        results = [self.sleepy(i, d) for i, d in enumerate(delays)]
-        return list(wait(*results))
 
 
 class Race:
@@ -638,3 +610,49 @@ class Approval:
         if answer is None:
             return "timed out"
         return [answer, wait(self.approve())]
+
+
+# -- recorded steps: overlap and order shown by a log, not by the clock ------------
+
+
+def log_of(path: str | os.PathLike[str]) -> list[str]:
+    """The lines recorded in ``path``, in the order they were written ([] if none)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def step(path: str, label: Any, delay: float = 0.0, until: str | None = None,
+         parties: int = 0, limit: float = 10.0) -> Any:
+    """Record ``start <label>`` in ``path``; wait until ``parties`` starts and the
+    line ``until`` are recorded there; sleep ``delay``; record ``end <label>``;
+    return ``label``.
+
+    Waiting for other calls' starts shows that calls overlap (run one after
+    another, the first would wait in vain); waiting for ``end <other>`` fixes
+    the finish order; waiting for a line the test writes (``until="release"``)
+    keeps the call running for as long as the test needs, however slow the
+    machine.  After ``limit`` seconds it stops waiting, so that a broken engine
+    fails the test's assertions rather than hanging it.
+    """
+    record(path, f"start {label}")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        lines = log_of(path)
+        if (sum(line.startswith("start ") for line in lines) >= parties
+                and (until is None or until in lines)):
+            break
+        time.sleep(0.01)
+    time.sleep(delay)
+    record(path, f"end {label}")
+    return label
+
+
+def quiet_until_released(path: str, beats: int, interval: float, limit: float = 10.0) -> str:
+    """Like goes_quiet, but silent until the test records ``release`` in ``path``."""
+    for n in range(beats):
+        flowy.heartbeat({"step": n})
+        time.sleep(interval)
+    step(path, "quiet", until="release", limit=limit)
+    return "woke up"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,6 +13,18 @@ from flowy import ConfigurationError, LocalWorkflow, TaskError
 from tests import activities as A
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def steps(make_workflow, tmp_path) -> Iterator[str]:
+    """A log that A.step calls record their starts and ends in, in order.
+
+    "In parallel" is shown by the log (every call started before any ended),
+    not by a wall-clock bound, which a slow machine would break.
+    """
+    path = str(tmp_path / "steps.txt")
+    yield path
+    A.record(path, "release")  # torn down before make_workflow closes the pools
 
 
 def example(make_workflow, **kwargs) -> LocalWorkflow:
@@ -34,19 +47,41 @@ def test_result_is_a_plain_value(make_workflow) -> None:
     assert w.run(1.5, 0) == 2.25
 
 
-def test_independent_calls_run_in_parallel(make_workflow) -> None:
-    w = make_workflow(A.Parallel).conf_activity("sleepy", A.sleepy)
-    start = time.monotonic()
-    assert w.run(0.5) == ["a", "b"]
-    assert time.monotonic() - start < 0.9
+class _ParallelSteps:
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, path):
+        # Each call waits until both have started: one after the other, the
+        # first would wait in vain (until its limit) and end before the second started.
+        a = self.step(path, "a", parties=2)
+        b = self.step(path, "b", parties=2)
+        return [a, b]
 
 
-def test_dependent_chain_runs_in_sequence(make_workflow) -> None:
-    w = make_workflow(A.Sequential).conf_activity("sleepy", A.sleepy)
+def test_independent_calls_run_in_parallel(make_workflow, steps) -> None:
+    w = make_workflow(_ParallelSteps).conf_activity("step", A.step)
+    assert w.run(steps) == ["a", "b"]
+    log = A.log_of(steps)
+    assert sorted(log[:2]) == ["start a", "start b"]
+    assert sorted(log[2:]) == ["end a", "end b"]
+
+
+class _SequentialSteps:
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, path, delay):
+        a = self.step(path, 1, delay)
+        return self.step(path, a + 1, delay)  # touching a blocks before the second call
+
+
+def test_dependent_chain_runs_in_sequence(make_workflow, steps) -> None:
+    w = make_workflow(_SequentialSteps).conf_activity("step", A.step)
     start = time.monotonic()
-    assert w.run(0.5) == 2
-    elapsed = time.monotonic() - start
-    assert 1.0 <= elapsed < 1.6
+    assert w.run(steps, 0.3) == 2
+    assert time.monotonic() - start >= 0.6
+    assert A.log_of(steps) == ["start 1", "end 1", "start 2", "end 2"]
 
 
 def test_results_nested_in_containers_and_kwargs_are_dependencies(make_workflow) -> None:
@@ -198,13 +233,27 @@ def test_concurrent_runs_of_one_workflow(make_workflow) -> None:
     assert results == {i: i * i + 1 for i in range(8)}
 
 
-def test_start_runs_many_at_once(make_workflow) -> None:
-    w = make_workflow(A.Parallel).conf_activity("sleepy", A.sleepy)
-    start = time.monotonic()
-    handles = [w.start(0.3) for _ in range(4)]  # 8 tasks, 4 workers: two waves
-    assert [h.result(timeout=5) for h in handles] == [["a", "b"]] * 4
+class _MeetAndSleep:
+    def __init__(self, step, sleepy):
+        self.step = step
+        self.sleepy = sleepy
+
+    def __call__(self, path, label, parties):
+        return [self.step(path, label, parties=parties), self.sleepy("b", 0.1)]
+
+
+def test_start_runs_many_at_once(make_workflow, steps) -> None:
+    w = (make_workflow(_MeetAndSleep)
+         .conf_activity("step", A.step)
+         .conf_activity("sleepy", A.sleepy))
+    # 8 tasks, 4 workers.  Each run's step waits until the steps of all four runs
+    # have started, which only happens if the four runs go at the same time.
+    handles = [w.start(steps, f"run{i}", 4) for i in range(4)]
+    assert [h.result(timeout=20) for h in handles] == [[f"run{i}", "b"] for i in range(4)]
     assert all(h.done() for h in handles)
-    assert time.monotonic() - start < 0.9
+    log = A.log_of(steps)
+    assert sorted(log[:4]) == [f"start run{i}" for i in range(4)]
+    assert sorted(log[4:]) == [f"end run{i}" for i in range(4)]
     assert len({h.run_ids[0] for h in handles}) == 4
 
 
@@ -243,7 +292,7 @@ def test_close_stops_pool_workers(executor) -> None:
          .conf_activity("square", A.square).conf_activity("sum", A.add))
     assert w.run(2, 10) == 104
     w.close()
-    deadline = time.monotonic() + 0.5
+    deadline = time.monotonic() + 5  # only a limit: the loop ends as soon as they're gone
     while True:
         threads = [t.name for t in threading.enumerate()
                    if t not in before_threads and t.is_alive()]

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from flowy import TaskError
+import flowy
+from flowy import TaskError, finish_order, first, first_n, wait
 from tests import activities as A
 
 pytestmark = pytest.mark.timeout(30)
+
+# Wall-clock upper bounds fail on a slow machine.  Instead, A.step calls record
+# their starts and ends in a log, in order: "in parallel" means every call
+# started before any ended, and "didn't wait for it" means a call the test holds
+# (until "release", which only the test writes) had not ended when run() returned.
+
+
+@pytest.fixture
+def steps(make_workflow, tmp_path) -> Iterator[str]:
+    """A log for A.step; held steps are released before the workflows close."""
+    path = str(tmp_path / "steps.txt")
+    yield path
+    A.record(path, "release")  # torn down before make_workflow closes the pools
+
+
+def ends(log: list[str]) -> list[str]:
+    """The labels of the steps that ended, in the order they ended."""
+    return [line.removeprefix("end ") for line in log if line.startswith("end ")]
 
 
 @pytest.fixture
@@ -34,12 +54,25 @@ def test_wait_plain_value_and_nothing(wait_forms) -> None:
     assert wait_forms.run("nothing") == ()
 
 
-def test_wait_blocks_until_all_finished(make_workflow) -> None:
-    w = make_workflow(A.WaitTiming).conf_activity("sleepy", A.sleepy)
+class _WaitSteps:
+    """wait() for steps that first meet (all running at once), then sleep their delays."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, path, delays):
+        results = [self.step(path, i, d, parties=len(delays)) for i, d in enumerate(delays)]
+        return list(wait(*results))
+
+
+def test_wait_blocks_until_all_finished(make_workflow, steps) -> None:
+    w = make_workflow(_WaitSteps).conf_activity("step", A.step)
     start = time.monotonic()
-    assert w.run([0.2, 0.5, 0.3]) == [0, 1, 2]
-    elapsed = time.monotonic() - start
-    assert 0.5 <= elapsed < 0.9  # in parallel, and for the slowest
+    assert w.run(steps, [0.2, 0.5, 0.3]) == [0, 1, 2]
+    assert time.monotonic() - start >= 0.5  # it waited for the slowest
+    log = A.log_of(steps)
+    assert sorted(log[:3]) == ["start 0", "start 1", "start 2"]  # in parallel
+    assert sorted(log[3:]) == ["end 0", "end 1", "end 2"]  # all ended before run() returned
 
 
 def test_wait_raises_the_first_error_to_finish(make_workflow) -> None:
@@ -55,10 +88,34 @@ def race(make_workflow):
     return make_workflow(A.Race).conf_activity("sleepy", A.sleepy)
 
 
-def test_first_returns_the_first_to_finish_without_waiting_for_the_rest(race) -> None:
-    start = time.monotonic()
-    assert race.run("first", {"slow": 0.6, "fast": 0.1, "medium": 0.3}) == "fast"
-    assert time.monotonic() - start < 0.45
+class _StepRace:
+    """first / first_n / finish_order over ``step(path, label, delay, until, parties)`` calls."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, how, path, calls, n=1):
+        results = [self.step(path, *call) for call in calls]
+        if how == "first":
+            return first(*results)
+        if how == "first_n":
+            return first_n(n, *results)
+        return list(finish_order(results))
+
+
+@pytest.fixture
+def step_race(make_workflow):
+    return make_workflow(_StepRace).conf_activity("step", A.step)
+
+
+def test_first_returns_the_first_to_finish_without_waiting_for_the_rest(step_race,
+                                                                         steps) -> None:
+    # "slow" and "medium" can't end until the test releases them.
+    calls = [["slow", 0, "release"], ["fast", 0, None], ["medium", 0, "release"]]
+    assert step_race.run("first", steps, calls) == "fast"
+    log = A.log_of(steps)
+    assert "end fast" in log
+    assert "end slow" not in log and "end medium" not in log  # not waited for
 
 
 def test_first_can_be_a_failure(make_workflow) -> None:
@@ -68,21 +125,31 @@ def test_first_can_be_a_failure(make_workflow) -> None:
     assert w.run() == ["error", "fast failure"]
 
 
-def test_first_n(race) -> None:
-    start = time.monotonic()
-    delays = {"a": 0.6, "b": 0.1, "c": 0.3, "d": 0.45}
-    assert race.run("first_n", delays, n=2) == ["b", "c"]
-    assert time.monotonic() - start < 0.45
-    # _wait=True: let the losers finish, so that they don't hold up the next run's tasks.
-    assert race.run("first_n", delays, n=0, _wait=True) == []
-    assert race.run("first_n", {"a": 0.2, "b": 0.1}, n=5) == ["b", "a"]
+def test_first_n(step_race, steps, tmp_path) -> None:
+    # "b" ends first, "c" 0.3 s after "b" has ended; "a" and "d" are held until released.
+    calls = [["a", 0, "release"], ["b", 0, None], ["c", 0.3, "end b"], ["d", 0, "release"]]
+    assert step_race.run("first_n", steps, calls, n=2) == ["b", "c"]
+    log = A.log_of(steps)
+    assert ends(log) == ["b", "c"]  # "a" and "d" were not waited for
+    A.record(steps, "release")  # let them finish, so that they don't hold up the next runs
+    other = str(tmp_path / "other.txt")
+    assert step_race.run("first_n", other, [["a", 0, None], ["b", 0, None]], n=0,
+                         _wait=True) == []
+    assert sorted(ends(A.log_of(other))) == ["a", "b"]  # _wait=True: they ran, and ended
+    last = str(tmp_path / "last.txt")
+    assert step_race.run("first_n", last, [["a", 0.3, "end b"], ["b", 0, None]], n=5) == \
+        ["b", "a"]
 
 
-def test_finish_order_follows_real_timing(race) -> None:
-    delays = {"a": 0.45, "b": 0.05, "c": 0.3, "d": 0.15}
-    start = time.monotonic()
-    assert race.run("finish_order", delays) == ["b", "d", "c", "a"]
-    assert 0.45 <= time.monotonic() - start < 0.8
+def test_finish_order_follows_real_timing(step_race, steps) -> None:
+    # All four meet (so they run at once), then end in the order b, d, c, a: each
+    # one 0.2 s after the one before it has ended.
+    calls = [["a", 0.2, "end c", 4], ["b", 0, None, 4], ["c", 0.2, "end d", 4],
+             ["d", 0.2, "end b", 4]]
+    assert step_race.run("finish_order", steps, calls) == ["b", "d", "c", "a"]
+    log = A.log_of(steps)
+    assert sorted(log[:4]) == ["start a", "start b", "start c", "start d"]
+    assert ends(log) == ["b", "d", "c", "a"]  # every one ended before run() returned
 
 
 def test_finish_order_gives_plain_values_first(race) -> None:
@@ -106,23 +173,23 @@ def test_parallel_reduce(make_workflow, how: str, expected: int, adds: int) -> N
     assert sum(1 for t in tasks if t.dependency == "square") == 5
 
 
-def test_parallel_reduce_with_a_task_combines_in_parallel(make_workflow) -> None:
+def test_parallel_reduce_with_a_task_combines_in_parallel(make_workflow, steps) -> None:
     class SlowReduce:
-        def __init__(self, sleepy, add):
-            self.sleepy, self.add = sleepy, add
+        def __init__(self, step, add):
+            self.step, self.add = step, add
 
-        def __call__(self):
-            import flowy
-            items = [self.sleepy(i, 0.3) for i in range(4)]
+        def __call__(self, path):
+            items = [self.step(path, i, 0.1, parties=4) for i in range(4)]
             return flowy.parallel_reduce(self.add, items)
 
     w = (make_workflow(SlowReduce)
-         .conf_activity("sleepy", A.sleepy)
+         .conf_activity("step", A.step)
          .conf_activity("add", A.add))
-    start = time.monotonic()
-    assert w.run() == 6
-    # Four 0.3 s items in parallel, then the adds (which are quick): well under 2 x 0.3.
-    assert time.monotonic() - start < 0.6
+    assert w.run(steps) == 6
+    # The four items ran at the same time: all started before any ended.
+    log = A.log_of(steps)
+    assert sorted(log[:4]) == ["start 0", "start 1", "start 2", "start 3"]
+    assert sorted(ends(log)) == ["0", "1", "2", "3"]
 
 
 def test_parallel_reduce_of_nothing_fails_the_run(make_workflow) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,6 +17,19 @@ POLICY = RetryPolicy(max_attempts=3, initial_delay=0.05, backoff=2, non_retryabl
 
 def single(make_workflow, function, **conf):
     return make_workflow(A.SingleCall).conf_activity("task", function, **conf)
+
+
+@pytest.fixture
+def steps(make_workflow, tmp_path) -> Iterator[str]:
+    """A log for A.step (and A.quiet_until_released) calls.
+
+    A call that waits for "release" can't end before the test writes it, so
+    "the run didn't wait for it" is shown by its missing end line, not by a
+    wall-clock bound, which a slow machine would break.  Teardown releases it.
+    """
+    path = str(tmp_path / "steps.txt")
+    yield path
+    A.record(path, "release")  # torn down before make_workflow closes the pools
 
 
 def test_flaky_activity_succeeds_on_third_attempt(make_workflow, calls_file) -> None:
@@ -73,20 +87,23 @@ def test_no_retry_by_default(make_workflow, calls_file) -> None:
     assert A.calls(path) == 1
 
 
-def test_timeout_is_retried_then_fails_with_task_timedout(make_workflow, calls_file) -> None:
-    path = calls_file()
-    w = single(make_workflow, A.slow, timeout=0.3,
+def test_timeout_is_retried_then_fails_with_task_timedout(make_workflow, steps) -> None:
+    w = single(make_workflow, A.step, timeout=0.3,
                retry=RetryPolicy(max_attempts=2, initial_delay=0.05))
     start = time.monotonic()
     with pytest.raises(TaskTimedout) as info:
-        w.run(path, 1.0)
+        w.run(steps, "slow", until="release")  # each attempt runs until released
     elapsed = time.monotonic() - start
     assert isinstance(info.value, TaskError)
     assert str(info.value) == "task-0 timed out (start-to-close) on attempt 2"
     assert info.value.type_name == "flowy.TaskTimedout"
-    assert 0.65 <= elapsed < 0.95  # 0.3 + 0.05 + 0.3: the stragglers aren't waited for
-    assert A.calls(path, "start") == 2
-    assert A.calls(path, "end") == 0
+    assert elapsed >= 0.3 + 0.05 + 0.3  # both attempts ran to their timeout
+    # Neither attempt can end before the release: the stragglers aren't waited for.
+    assert A.calls(steps, "end slow") == 0
+    A.record(steps, "release")
+    w.close()  # waits for the running attempts
+    assert A.calls(steps, "start slow") == 2
+    assert A.calls(steps, "end slow") == 2
 
 
 @pytest.mark.parametrize("stop", [TaskTimedout, TaskError, "flowy.TaskTimedout"])
@@ -162,12 +179,12 @@ def test_heartbeating_activity_outlives_its_heartbeat_timeout(make_workflow) -> 
     assert time.monotonic() - start >= 0.8
 
 
-def test_silent_activity_times_out_with_last_heartbeat_details(make_workflow) -> None:
-    w = single(make_workflow, A.goes_quiet, heartbeat=0.3)
-    start = time.monotonic()
+def test_silent_activity_times_out_with_last_heartbeat_details(make_workflow, steps) -> None:
+    w = single(make_workflow, A.quiet_until_released, heartbeat=0.3)
     with pytest.raises(TaskTimedout) as info:
-        w.run(3, 0.05, 1.0, _trace=True)
-    assert time.monotonic() - start < 0.9
+        w.run(steps, 3, 0.05, _trace=True)
+    # It timed out while the activity was silent, without waiting for it to end.
+    assert A.calls(steps, "end quiet") == 0
     assert str(info.value) == ('task-0 timed out (heartbeat) on attempt 1; '
                                'last heartbeat details: {"step": 2}')
     attempt = w.last_trace.runs[0].task("task-0").attempts[0]

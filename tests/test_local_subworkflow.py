@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,6 +11,18 @@ from flowy import RetryPolicy, TaskError, TaskTimedout
 from tests import activities as A
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def steps(make_workflow, tmp_path) -> Iterator[str]:
+    """A log that A.step calls record their starts and ends in, in order.
+
+    Overlap and "not waited for" are shown by the log, not by wall-clock
+    bounds, which a slow machine would break.  Teardown releases held steps.
+    """
+    path = str(tmp_path / "steps.txt")
+    yield path
+    A.record(path, "release")  # torn down before make_workflow closes the pools
 
 
 def example_child(make_workflow):
@@ -91,15 +104,16 @@ def test_restarting_sub_workflow_returns_its_final_result(make_workflow) -> None
     assert [r.status for r in sub.child.runs] == ["restarted"] * 3 + ["completed"]
 
 
-def test_sub_workflow_timeout(make_workflow) -> None:
-    child = make_workflow(A.SingleCall).conf_activity("task", A.sleepy)
+def test_sub_workflow_timeout(make_workflow, steps) -> None:
+    child = make_workflow(A.SingleCall).conf_activity("task", A.step)
     parent = parent_of(make_workflow, child, A.ParentCatch, timeout=0.3)
-    start = time.monotonic()
-    assert parent.run("late", 0.8) == [
+    # The child's step runs until the test releases it.
+    assert parent.run(steps, "late", 0, "release") == [
         "flowy.TaskTimedout", "sub-0 timed out (start-to-close) on attempt 1", "TaskTimedout"]
-    assert time.monotonic() - start < 0.7
+    assert A.calls(steps, "end late") == 0  # the parent didn't wait for the child
+    A.record(steps, "release")
     with pytest.raises(TaskTimedout):
-        parent_of(make_workflow, child, timeout=0.2).run("late", 0.5, _wait=True)
+        parent_of(make_workflow, child, timeout=0.2).run(steps, "late again", 0.5, _wait=True)
 
 
 def test_timed_out_sub_workflow_is_retried_and_its_late_result_ignored(
@@ -116,12 +130,13 @@ def test_timed_out_sub_workflow_is_retried_and_its_late_result_ignored(
     assert task.child.runs[0].result == '"fast"'  # the trace shows the latest child
 
 
-def test_sub_workflows_run_in_parallel(make_workflow) -> None:
-    child = make_workflow(A.SingleCall).conf_activity("task", A.sleepy)
+def test_sub_workflows_run_in_parallel(make_workflow, steps) -> None:
+    child = make_workflow(A.SingleCall).conf_activity("task", A.step)
     parent = parent_of(make_workflow, child, A.ParentTwice)
-    start = time.monotonic()
-    assert parent.run("x", 0.5) == ["x", "x"]
-    assert time.monotonic() - start < 0.9
+    # Each child's step waits until both have started: one child after the
+    # other, the first would wait in vain and end before the second started.
+    assert parent.run(steps, "x", 0, None, 2) == ["x", "x"]
+    assert A.log_of(steps) == ["start x", "start x", "end x", "end x"]
 
 
 def test_nested_sub_workflows(make_workflow) -> None:
