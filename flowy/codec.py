@@ -40,8 +40,9 @@ Anything else raises :class:`flowy.EncodeError` naming the type and where it was
 found; so do circular or too deeply nested values and, on decode, invalid JSON,
 unknown tags and unknown type names.  Decoding is total: whatever a model's
 validator or an Enum's ``_missing_`` raises (``SystemExit`` included) becomes an
-``EncodeError``; only ``KeyboardInterrupt`` passes.  Lazy result proxies (values
-whose type has ``__flowy_value__``) are unwrapped and their value is encoded.
+``EncodeError``; only :data:`flowy.core.errors.UNCONTAINED` (``KeyboardInterrupt``)
+passes.  Lazy result proxies (values whose type has ``__flowy_value__``) are
+unwrapped and their value is encoded.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from enum import Enum
 from math import isfinite
 from typing import Any
 
-from flowy.core.errors import ConfigurationError, EncodeError
+from flowy.core.errors import UNCONTAINED, ConfigurationError, EncodeError
 
 __all__ = ["DEFAULT_CODEC", "JSONCodec"]
 
@@ -306,7 +307,9 @@ def _hook(classes: Mapping[str, type], d: dict[str, Any]) -> Any:
                           "by a newer Flowy or a different codec?")
     try:
         return decoder(d, classes)
-    except (EncodeError, KeyboardInterrupt):
+    except EncodeError:
+        raise
+    except UNCONTAINED:
         raise
     except BaseException as e:  # noqa: BLE001 - validators and _missing_ may raise anything
         raise EncodeError(f"can't decode a value tagged {tag!r}: {type(e).__name__}: {e}; "
@@ -381,7 +384,9 @@ class JSONCodec:
     def decode(self, data: str) -> Any:
         try:
             return json.loads(data, object_hook=self._hook)
-        except (EncodeError, KeyboardInterrupt):
+        except EncodeError:
+            raise
+        except UNCONTAINED:
             raise
         except (ValueError, TypeError, RecursionError) as e:
             raise EncodeError(f"can't decode {type(data).__name__} as JSON ({e}); the history "

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import LoopDied, ServiceError
+from ..core.errors import UNCONTAINED, LoopDied, ServiceError
 from ..core.events import (
     CLOSING_TYPES,
     CancelRequested,
@@ -294,7 +294,7 @@ class DeciderService:
         self.poll_wait = poll_wait
         self._lease = queues.settings.visibility_timeout
         # Set when a thread this process needs has died: the process must stop.
-        self.fatal: BaseException | None = None
+        self._fatal: BaseException | None = None
         self._dying = threading.Event()
         self._threads = DeciderThreads(threads, self._handle_run, cache_size, "flowy-decider",
                                        self._die)
@@ -305,13 +305,13 @@ class DeciderService:
         self._held_lock = threading.Lock()
 
     def _die(self, exc: BaseException) -> None:
-        self.fatal = exc
+        self._fatal = exc
         self._dying.set()
 
     def _handle_run(self, decider: Decider, run_id: str, receipts: list[str]) -> None:
         try:
             self.maker.handle(decider, run_id)
-        except KeyboardInterrupt:
+        except UNCONTAINED:
             raise
         except BaseException:  # noqa: BLE001 - the run's trouble; the others go on
             log.exception("decision for run %s failed; its notification will come back",
@@ -369,7 +369,7 @@ class DeciderService:
             except MalformedMessage as exc:
                 self.queues.dead_letter(queue, message, str(exc))
                 continue
-            except KeyboardInterrupt:
+            except UNCONTAINED:
                 raise
             except BaseException:  # noqa: BLE001 - the timer's trouble; the others go on
                 log.exception("timer message %s failed; it will come back",
@@ -412,15 +412,12 @@ class DeciderService:
                                         name="flowy-leases", daemon=True)
         timer_thread.start()
         lease_thread.start()
-        try:
-            loop(self.poll_decisions)
-        except BaseException as exc:  # noqa: BLE001 - ends the process below, with the reason
-            self._die(exc)
+        loop(self.poll_decisions)
         timer_thread.join()
         self._threads.close()  # finishes the decisions in hand, whose leases go on
         closed.set()
         lease_thread.join()
-        if self.fatal is not None:
-            raise LoopDied(f"a decider thread died ({type(self.fatal).__name__}: "
-                              f"{self.fatal}); the process stops so that its supervisor "
-                              "restarts it") from self.fatal
+        if self._fatal is not None:
+            raise LoopDied(f"a thread of this decider died ({type(self._fatal).__name__}: "
+                           f"{self._fatal}); the process stops so that its supervisor "
+                           "restarts it") from self._fatal

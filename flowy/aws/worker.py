@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..core.errors import ConfigurationError, ErrorInfo, LoopDied, ServiceError
+from ..core.errors import UNCONTAINED, ConfigurationError, ErrorInfo, LoopDied, ServiceError
 from ..core.events import Fact, TaskCompleted, TaskFailed, stamped
 from ..worker.activity import AttemptOutcome, execute_activity, execute_activity_async
 from .batching import Batcher
@@ -88,10 +88,10 @@ class ActivityWorker:
             task.cancel()
         outcomes = await asyncio.gather(*pollers, return_exceptions=True)
         await self._drain()
-        dead = [(poller, outcome) for poller, outcome in zip(pollers, outcomes, strict=True)
+        dead = [outcome for poller, outcome in zip(pollers, outcomes, strict=True)
                 if poller in done]
         if dead:  # a poller never ends by itself: its task list would go unserved
-            raise LoopDied(f"a task queue poller of this worker died ({dead[0][1]!r}); the "
+            raise LoopDied(f"a task queue poller of this worker died ({dead[0]!r}); the "
                            "process stops so that its supervisor restarts it")
 
     async def _drain(self) -> None:
@@ -164,7 +164,9 @@ class ActivityWorker:
                 # have died before notifying (a repeat is deduplicated).
                 await self._notifications.submit((task.run, news))
             await self._deletions.submit((url, receipt))
-        except (asyncio.CancelledError, KeyboardInterrupt):
+        except asyncio.CancelledError:  # the worker's own shutdown
+            raise
+        except UNCONTAINED:
             raise
         except BaseException:  # noqa: BLE001 - one attempt's trouble must not end the worker
             log.exception("attempt %s of run %s could not be reported; its message will "

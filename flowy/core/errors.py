@@ -53,6 +53,12 @@ def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+UNCONTAINED: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+"""What no loop contains.  Everything else that decoding or user code raises
+(``SystemExit`` included) fails the task or run it came from, and the decider
+threads, timer keeper and worker go on; these pass, to stop the process."""
+
+
 class FlowyError(Exception):
     """The root of every error raised by Flowy."""
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .codec import Codec
-from .errors import ErrorInfo, NondeterminismError
+from .errors import UNCONTAINED, ErrorInfo, NondeterminismError
 from .events import (
     CLOSING_TYPES,
     Decision,
@@ -157,7 +157,7 @@ class Decider:
             decisions = execution.decide(new_facts)
         except NondeterminismError as exc:
             return [WorkflowFailed(exc.info)]
-        except KeyboardInterrupt:
+        except UNCONTAINED:
             raise
         except BaseException as exc:  # noqa: BLE001 - e.g. an undecodable input fails the run
             return [WorkflowFailed(ErrorInfo.from_exception(exc))]

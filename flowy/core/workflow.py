@@ -25,6 +25,7 @@ import greenlet
 
 from .codec import Codec
 from .errors import (
+    UNCONTAINED,
     ConfigurationError,
     EncodeError,
     ErrorInfo,
@@ -332,7 +333,7 @@ class Execution:
         try:
             args, kwargs = self.codec.decode(encoded)
             return list(args), dict(kwargs)
-        except KeyboardInterrupt:
+        except UNCONTAINED:
             raise
         except BaseException as exc:  # noqa: BLE001 - a codec may raise anything: the run fails
             raise EncodeError(f"the run's input can't be decoded: {exc}") from exc

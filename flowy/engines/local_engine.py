@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import ErrorInfo, FlowyError
+from ..core.errors import ErrorInfo, FlowyError, LoopDied
 from ..core.events import (
     CancelRequested,
     Decision,
@@ -134,7 +134,7 @@ class LocalEngine:
         self._attempts: dict[str, Attempt] = {}
         self._shards = itertools.count()
         self._open_chains: set[Chain] = set()
-        self._broken: FlowyError | None = None  # set when a decider thread died
+        self._broken: LoopDied | None = None  # set when a decider thread died
         self._timers = TimerService(f"{name}-timers")
         self._deciders = DeciderThreads(workflow_workers, self._decide, cache_size, name,
                                         self._decider_died)
@@ -163,8 +163,8 @@ class LocalEngine:
     def _decider_died(self, exc: BaseException) -> None:
         """A decider thread died: its runs would wait for ever, so every open
         run fails now, and no new one starts."""
-        broken = FlowyError(f"a decider thread of this LocalWorkflow died "
-                            f"({type(exc).__name__}: {exc}); close it and make a new one")
+        broken = LoopDied(f"a decider thread of this LocalWorkflow died "
+                          f"({type(exc).__name__}: {exc}); close it and make a new one")
         with self._lock:
             self._broken = broken
             chains = list(self._open_chains)

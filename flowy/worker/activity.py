@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.codec import Codec
-from ..core.errors import EncodeError, ErrorInfo
+from ..core.errors import UNCONTAINED, EncodeError, ErrorInfo
 
 HEARTBEAT_DETAILS_LIMIT = 2048  # characters, as in SWF
 
@@ -98,7 +98,7 @@ async def execute_activity_async(function: Callable[..., Awaitable[Any]], token:
 def _decode_input(codec: Codec, key: str, encoded_input: str) -> tuple[Any, Any]:
     try:
         args, kwargs = codec.decode(encoded_input)
-    except KeyboardInterrupt:
+    except UNCONTAINED:
         raise
     except BaseException as exc:  # noqa: BLE001 - a codec may raise anything: the attempt fails
         raise EncodeError(f"the input of {key} can't be decoded: {exc}") from exc
@@ -117,9 +117,9 @@ def _failed(key: str, exc: BaseException, started_at: float, *, on_loop: bool
             ) -> AttemptOutcome:
     """The outcome of an attempt that raised ``exc``.  Whatever user code raises
     fails the attempt, ``SystemExit`` included: it must not end the worker.
-    Only ``KeyboardInterrupt`` passes, and the cancellation of the task that
-    runs an async activity (the worker's own shutdown)."""
-    if isinstance(exc, KeyboardInterrupt) or (on_loop and _being_cancelled(exc)):
+    Only :data:`~flowy.core.errors.UNCONTAINED` passes, and the cancellation of
+    the task that runs an async activity (the worker's own shutdown)."""
+    if isinstance(exc, UNCONTAINED) or (on_loop and _being_cancelled(exc)):
         raise exc
     return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())
 

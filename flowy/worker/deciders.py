@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..core.errors import UNCONTAINED
 from ..core.replay import Decider
 
 log = logging.getLogger("flowy.decider")
@@ -42,8 +43,8 @@ class DeciderThreads:
     """``count`` daemon threads; ``post(run, fact)`` queues a fact for ``run``.
 
     Whatever a handler raises for one run is logged, and the thread goes on
-    with the others, except ``KeyboardInterrupt``.  A thread that ends that way,
-    or by a fault in this loop itself, calls ``on_fatal`` with the exception:
+    with the others, except :data:`~flowy.core.errors.UNCONTAINED`.  A thread
+    that ends that way, or by a fault in this loop itself, calls ``on_fatal`` with the exception:
     the runs posted to it would never be decided, so its owner must stop (a
     decider process exits non-zero, for its supervisor to restart it).
     """
@@ -89,7 +90,7 @@ class DeciderThreads:
             for run, facts in facts_by_run.items():
                 try:
                     self._handler(decider, run, facts)
-                except KeyboardInterrupt:
+                except UNCONTAINED:
                     raise
                 except BaseException:  # noqa: BLE001 - one broken run must not stop the others
                     log.exception("decision for run %s failed", run)
