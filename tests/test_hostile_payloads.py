@@ -165,7 +165,7 @@ def test_aws_types_declared_by_hints_and_a_client_that_lacks_them(make_stack: An
     """The activity's hints declare Point and Color to the worker, which decodes
     its input, and to the decider, which decodes its result; a client that was
     not given the declarations says how to give them."""
-    from flowy.aws import FlowyClient, Registry
+    from flowy.aws import FlowyClient
 
     stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
     stack.decider()
@@ -174,7 +174,7 @@ def test_aws_types_declared_by_hints_and_a_client_that_lacks_them(make_stack: An
     assert handle.result(timeout=60) == A.Point(x=2, y=2, label="red")
     with pytest.raises(EncodeError, match=r"does not know .*give it the declarations"):
         FlowyClient(backend=stack.backend).wait(handle.run_id, timeout=10)
-    informed = FlowyClient(backend=stack.backend, registry=Registry(hostile.AWS_WORKFLOWS))
+    informed = FlowyClient(backend=stack.backend, registry=hostile.REGISTRY)
     assert informed.wait(handle.run_id, timeout=10) == A.Point(x=2, y=2, label="red")
 
 
@@ -192,7 +192,6 @@ def test_aws_decider_whose_thread_dies_exits_non_zero(make_stack: Any) -> None:
 def test_aws_worker_whose_poller_dies_stops_with_an_error(make_stack: Any) -> None:
     """A fault in the poll loop itself (here: SQS answers a receive with no
     response at all) ends the worker with LoopDied, never leaves it half alive."""
-    from flowy.aws import Registry
     from flowy.aws.worker import ActivityWorker
 
     class NoResponse:  # stands in for the aioboto3 SQS client
@@ -201,7 +200,7 @@ def test_aws_worker_whose_poller_dies_stops_with_an_error(make_stack: Any) -> No
 
     stack = make_stack()
     backend = stack.backend
-    worker = ActivityWorker(Registry(hostile.AWS_WORKFLOWS), backend.store, backend.queues,
+    worker = ActivityWorker(hostile.REGISTRY, backend.store, backend.queues,
                             backend.payloads, NoResponse(), poll_wait=0)
     with pytest.raises(LoopDied, match="poller of this worker died"):
         asyncio.run(worker.serve(asyncio.Event()))

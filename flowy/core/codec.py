@@ -1,9 +1,12 @@
-"""The codec protocol: how inputs and results become the strings in a history."""
+"""The codec protocol: how inputs and results become the strings in a history,
+and the one way a run's or an attempt's arguments are decoded."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
+
+from .errors import UNCONTAINED, EncodeError
 
 
 @runtime_checkable
@@ -33,3 +36,18 @@ class TypedCodec(Codec, Protocol):
     """
 
     def with_types(self, types: Iterable[type]) -> Codec: ...
+
+
+def decode_arguments(codec: Codec, encoded: str, subject: str
+                     ) -> tuple[list[Any], dict[str, Any]]:
+    """The ``[args, kwargs]`` that ``encoded`` holds: a run's or an attempt's
+    input, named by ``subject`` in the error.  Whatever the codec raises, but what
+    :data:`~flowy.core.errors.UNCONTAINED` names, becomes an ``EncodeError``:
+    the run or attempt fails, and the loop that decodes goes on."""
+    try:
+        args, kwargs = codec.decode(encoded)
+        return list(args), dict(kwargs)
+    except UNCONTAINED:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a codec may raise anything
+        raise EncodeError(f"{subject} can't be decoded: {exc}") from exc

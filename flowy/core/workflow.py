@@ -23,9 +23,8 @@ from typing import Any
 
 import greenlet
 
-from .codec import Codec
+from .codec import Codec, decode_arguments
 from .errors import (
-    UNCONTAINED,
     ConfigurationError,
     EncodeError,
     ErrorInfo,
@@ -178,7 +177,7 @@ class Execution:
     def _apply(self, fact: Fact) -> None:
         if isinstance(fact, WorkflowStarted):
             if self._greenlet is None:
-                args, kwargs = self._decode_input(fact.input)
+                args, kwargs = decode_arguments(self.codec, fact.input, "the run's input")
                 self._greenlet = greenlet.greenlet(lambda: self._main(args, kwargs))
         elif isinstance(fact, TaskCompleted):
             opened = self._open_attempts.pop(fact.key, None)
@@ -328,15 +327,6 @@ class Execution:
             spec.start_to_close, spec.schedule_to_start, spec.heartbeat))
 
     # -- the workflow code ----------------------------------------------------
-
-    def _decode_input(self, encoded: str) -> tuple[list[Any], dict[str, Any]]:
-        try:
-            args, kwargs = self.codec.decode(encoded)
-            return list(args), dict(kwargs)
-        except UNCONTAINED:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a codec may raise anything: the run fails
-            raise EncodeError(f"the run's input can't be decoded: {exc}") from exc
 
     def _main(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         try:

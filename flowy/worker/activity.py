@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.codec import Codec
+from ..core.codec import Codec, decode_arguments
 from ..core.errors import UNCONTAINED, EncodeError, ErrorInfo
 
 HEARTBEAT_DETAILS_LIMIT = 2048  # characters, as in SWF
@@ -68,7 +68,7 @@ def execute_activity(function: Callable[..., Any], token: str, key: str, encoded
     reporter.put(("started", token, started_at, None))
     context = _current.set((token, reporter))
     try:
-        args, kwargs = _decode_input(codec, key, encoded_input)
+        args, kwargs = decode_arguments(codec, encoded_input, f"the input of {key}")
         value = function(*args, **kwargs)
         if asyncio.iscoroutine(value):  # a coroutine function, run where no loop is
             value = asyncio.run(value)
@@ -87,22 +87,12 @@ async def execute_activity_async(function: Callable[..., Awaitable[Any]], token:
     reporter.put(("started", token, started_at, None))
     context = _current.set((token, reporter))
     try:
-        args, kwargs = _decode_input(codec, key, encoded_input)
+        args, kwargs = decode_arguments(codec, encoded_input, f"the input of {key}")
         return _succeeded(codec, key, await function(*args, **kwargs), started_at)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
         return _failed(key, exc, started_at, on_loop=True)
     finally:
         _current.reset(context)
-
-
-def _decode_input(codec: Codec, key: str, encoded_input: str) -> tuple[Any, Any]:
-    try:
-        args, kwargs = codec.decode(encoded_input)
-    except UNCONTAINED:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - a codec may raise anything: the attempt fails
-        raise EncodeError(f"the input of {key} can't be decoded: {exc}") from exc
-    return args, kwargs
 
 
 def _succeeded(codec: Codec, key: str, value: Any, started_at: float) -> AttemptOutcome:
