@@ -31,14 +31,13 @@ def charge(order):
     return f"charged {order}"
 
 
-def configure(workflow):
-    """The same configuration suits LocalWorkflow and AWSWorkflow."""
-    return (workflow.conf_signal("approve").conf_timer("expire")
-            .conf_activity("charge", charge))
+# Declared once: this runs here (main), and on AWS (examples.aws_defs serves it).
+approval = (LocalWorkflow(OrderApproval, name="approval")
+            .conf_signal("approve").conf_timer("expire").conf_activity("charge", charge))
 
 
 def main() -> None:
-    with configure(LocalWorkflow(OrderApproval)) as workflow:
+    with approval as workflow:
         approved = workflow.start("order-1", 60)
         expired = workflow.start("order-2", 0.5)
         cancelled = workflow.start("order-3", 60)

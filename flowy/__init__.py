@@ -5,6 +5,7 @@ lazy result at once, and Flowy runs in parallel every call made before the
 workflow first needs a value.
 """
 
+from .client import FlowyClient, RunHandle
 from .codec import DEFAULT_CODEC, JSONCodec
 from .config import activity
 from .core.codec import Codec
@@ -14,39 +15,54 @@ from .core.errors import (
     EncodeError,
     FlowyError,
     LoopDied,
+    MalformedMessage,
     NondeterminismError,
+    PayloadError,
     RunCancelled,
+    RunNotFound,
+    ServiceError,
     TaskError,
     TaskTimedout,
+    UnsupportedFormatError,
 )
 from .core.result import Result
 from .core.spec import RetryPolicy
-from .engines.local import LocalRun, LocalWorkflow
+from .declaration import Registry, Workflow, load_registry
+from .engines.local import LocalWorkflow
 from .worker.activity import heartbeat
 
 __version__ = "0.5.0"
 
 __all__ = [
-    "DEFAULT_CODEC",
     "Codec",
     "ConfigurationError",
+    "DEFAULT_CODEC",
     "EncodeError",
+    "FlowyClient",
     "FlowyError",
     "JSONCodec",
-    "LocalRun",
     "LocalWorkflow",
     "LoopDied",
+    "MalformedMessage",
     "NondeterminismError",
+    "PayloadError",
+    "Registry",
     "Result",
     "RetryPolicy",
     "RunCancelled",
+    "RunHandle",
+    "RunNotFound",
+    "ServiceError",
     "TaskError",
     "TaskTimedout",
+    "UnsupportedFormatError",
+    "Workflow",
     "activity",
     "finish_order",
     "first",
     "first_n",
     "heartbeat",
+    "load_registry",
     "parallel_reduce",
     "restart",
     "wait",

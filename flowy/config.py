@@ -1,4 +1,4 @@
-"""Configuration that lives outside workflow code: dependency names, defaults, specs."""
+"""Configuration that lives outside workflow code: dependency names, defaults, specs, hints."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import importlib
 import inspect
 import keyword
 import typing
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container
 from typing import Any, Literal, TypeVar
 
-from .core.codec import Codec, TypedCodec
 from .core.errors import ConfigurationError
 from .core.events import TaskKind
 from .core.spec import NO_RETRY, RetryPolicy, TaskSpec
@@ -117,94 +116,3 @@ def hinted_types(target: object) -> set[type]:
             pending.extend(hint)
         pending.extend(args)
     return found
-
-
-D = TypeVar("D", bound="Declaration")
-
-
-class Declaration:
-    """What ``LocalWorkflow`` and ``AWSWorkflow`` share: the workflow code, its
-    dependencies, ``conf_timer`` and ``conf_signal``, and the codec its runs use."""
-
-    factory: Callable[..., Any]
-    _specs: dict[str, TaskSpec]
-
-    def __init__(self, factory: Callable[..., Any], codec: Codec) -> None:
-        self.factory = factory
-        self.declared_codec = codec
-        self._specs = {}
-        self._codec: Codec | None = None
-
-    @property
-    def codec(self) -> Codec:
-        """The codec that runs of this workflow use: the declared one, told (if
-        it takes them, as :class:`flowy.JSONCodec` does) the types named in the
-        type hints of the workflow's ``__call__`` and of its activities, and of
-        its sub-workflows', so that values of those types need no other
-        declaring."""
-        if self._codec is None:
-            codec = self.declared_codec
-            if isinstance(codec, TypedCodec):
-                codec = codec.with_types(self._hinted_types())
-            self._codec = codec
-        return self._codec
-
-    def _hinted_types(self) -> set[type]:
-        """The types in the hints of this workflow's code and activities, and of
-        its sub-workflows' (all the way down: a parent encodes a child's input
-        and decodes its result)."""
-        types: set[type] = set()
-        seen: set[int] = set()
-        pending: list[Declaration] = [self]
-        while pending:
-            declaration = pending.pop()
-            if id(declaration) not in seen:
-                seen.add(id(declaration))
-                for target in (declaration.factory, *declaration._activity_functions()):
-                    types |= hinted_types(target)
-                pending.extend(declaration._sub_workflows())
-        return types
-
-    def _activity_functions(self) -> Iterable[object]:
-        raise NotImplementedError
-
-    def _sub_workflows(self) -> Iterable[Declaration]:
-        raise NotImplementedError
-
-    def _configured(self: D, name: str, spec: TaskSpec) -> D:
-        self._specs[name] = spec
-        self._codec = None  # a new dependency may declare new types
-        return self
-
-    def conf_timer(self: D, name: str) -> D:
-        """Bind dependency ``name`` to a durable timer: ``self.NAME(seconds)``
-        returns a result that finishes, with ``None``, that many seconds later,
-        so ``first(self.task(), self.NAME(60))`` waits at most a minute."""
-        return self._conf_wait("timer", name)
-
-    def conf_signal(self: D, name: str) -> D:
-        """Bind dependency ``name`` to the signals of that name: the n-th call
-        of ``self.NAME()`` returns a result that finishes with the value of the
-        n-th such signal sent to the run (``LocalRun.signal``,
-        ``FlowyClient.signal``)."""
-        return self._conf_wait("signal", name)
-
-    def _conf_wait(self: D, kind: Literal["timer", "signal"], name: str) -> D:
-        check_dependency_name(name, self._specs)
-        return self._configured(name, TaskSpec(kind=kind))
-
-
-def sub_workflow_spec(owner: object, dependency: str, workflow: object,
-                      configured: Container[str], *, retry: RetryPolicy | None,
-                      timeout: float | None) -> TaskSpec:
-    """The spec of a sub-workflow dependency, after checking the name and that
-    ``workflow`` is a workflow of the owner's own kind, and not the owner."""
-    check_dependency_name(dependency, configured)
-    kind = type(owner)
-    if not isinstance(workflow, kind):
-        raise ConfigurationError(f"conf_workflow({dependency!r}, ...) takes a {kind.__name__}, "
-                                 f"got {workflow!r}")
-    if workflow is owner:
-        raise ConfigurationError(f"{owner!r} can't be its own sub-workflow")
-    return make_spec("workflow", None, retry=retry, timeout=timeout)
-

@@ -19,9 +19,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flowy.aws import AWSSettings, FlowyClient
-from flowy.aws.backend import Backend
-from flowy.aws.emulator import EMULATOR_CREDENTIALS, emulator_environment
+from flowy import FlowyClient
+from flowy.backends.aws import connect
+from flowy.backends.aws.emulator import EMULATOR_CREDENTIALS, emulator_environment
+from flowy.backends.aws.settings import AWSSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS = "tests.scenarios:AWS_WORKFLOWS"
@@ -52,9 +53,9 @@ class Stack:
                                     max_receives=max_receives)
         for name, value in EMULATOR_CREDENTIALS.items():  # for this process's clients
             os.environ.setdefault(name, value)
-        self.backend = Backend.connect(self.settings)
+        self.backend = connect(self.settings)
         self.backend.ensure_resources(task_lists)
-        self.client = FlowyClient(backend=self.backend)
+        self.client = FlowyClient(self.backend)
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, role: str, args: list[str], env: dict[str, str] | None,
@@ -99,6 +100,17 @@ class Stack:
                 process.kill()
                 codes[process.pid] = None
         return codes
+
+
+def stack_backend(endpoint: str, **settings: Any) -> Any:
+    """A connected backend on a fresh namespace of ``endpoint``, with its resources."""
+    for name, value in EMULATOR_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    backend = connect(AWSSettings(namespace=new_namespace(),
+                                  endpoint_url=None if endpoint.startswith("https://")
+                                  else endpoint, **settings))
+    backend.ensure_resources(["default", "manual"])
+    return backend
 
 
 def wait_for(predicate: Any, timeout: float, message: str, interval: float = 0.1) -> Any:

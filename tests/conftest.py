@@ -68,7 +68,7 @@ def aws_endpoint() -> Iterator[str]:
     if endpoint:
         yield endpoint
         return
-    from flowy.aws.emulator import LocalAWS
+    from flowy.backends.aws.emulator import LocalAWS
 
     with LocalAWS() as server:
         yield server.endpoint_url
@@ -89,3 +89,29 @@ def make_stack(aws_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Any]
     yield make
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture(params=["memory", "aws"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh backend of each kind: in memory, and a new namespace on the AWS endpoint."""
+    if request.param == "memory":
+        from flowy.backends.memory import memory_backend
+
+        memory = memory_backend()
+        yield memory
+        memory.close()
+        return
+    from tests.aws_support import stack_backend
+
+    yield stack_backend(request.getfixturevalue("aws_endpoint"))
+
+
+@pytest.fixture(params=["memory", "aws"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The engine (a decider and a worker) serving tests.scenarios, on each backend."""
+    from tests.engines import EngineUnderTest
+
+    endpoint = request.getfixturevalue("aws_endpoint") if request.param == "aws" else None
+    under_test = EngineUnderTest(request.param, endpoint, tmp_path)
+    yield under_test
+    under_test.stop()

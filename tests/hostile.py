@@ -14,8 +14,7 @@ import json
 import sys
 from typing import Any
 
-from flowy import JSONCodec, LocalWorkflow
-from flowy.aws import AWSWorkflow, Registry
+from flowy import JSONCodec, LocalWorkflow, Registry, Workflow
 from tests import activities as A
 
 
@@ -120,25 +119,22 @@ def local_workflows() -> dict[str, LocalWorkflow]:
     }
 
 
-echo = AWSWorkflow(A.SingleCall, name="hostile_echo", codec=PLANTING).conf_activity(
-    "task", A.identity, name="hostile_identity")
-result = AWSWorkflow(A.SingleCall, name="hostile_result", codec=PLANTING).conf_activity(
-    "task", plant, name="plant")
-forward = AWSWorkflow(Forward, name="hostile_forward", codec=PLANTING).conf_activity(
-    "task", A.identity, name="forwarded_identity")
-signalled = AWSWorkflow(Signalled, name="hostile_signalled", codec=PLANTING).conf_signal("approve")
-interrupting = AWSWorkflow(A.SingleCall, name="interrupting", codec=InterruptingCodec()
-                           ).conf_activity("task", A.identity, name="interrupted_identity")
-example = (AWSWorkflow(A.ExampleWorkflow, name="hostile_example")
+echo = Workflow(A.SingleCall, name="hostile_echo", codec=PLANTING).conf_activity(
+    "task", A.identity)
+result = Workflow(A.SingleCall, name="hostile_result", codec=PLANTING).conf_activity(
+    "task", plant)
+forward = Workflow(Forward, name="hostile_forward", codec=PLANTING).conf_activity(
+    "task", A.identity)
+signalled = Workflow(Signalled, name="hostile_signalled", codec=PLANTING).conf_signal("approve")
+interrupting = Workflow(A.SingleCall, name="interrupting", codec=InterruptingCodec()
+                           ).conf_activity("task", A.identity)
+example = (Workflow(A.ExampleWorkflow, name="hostile_example")
            .conf_activity("square", A.square).conf_activity("sum", A.add))
-probe = AWSWorkflow(Loaded, name="hostile_probe").conf_activity("loaded", loaded)
-exits = AWSWorkflow(A.SingleCall, name="exits").conf_activity("task", A.system_exit,
-                                                              name="system_exit")
-exits_async = AWSWorkflow(A.SingleCall, name="exits_async").conf_activity("task", exit_async,
-                                                                          name="exit_async")
-moved = AWSWorkflow(A.SingleCall, name="moved").conf_activity("task", A.move, name="move")
+probe = Workflow(Loaded, name="hostile_probe").conf_activity("loaded", loaded)
+exits = Workflow(A.SingleCall, name="exits").conf_activity("task", A.system_exit)
+exits_async = Workflow(A.SingleCall, name="exits_async").conf_activity("task", exit_async)
+moved = Workflow(A.SingleCall, name="moved").conf_activity("task", A.move)
 AWS_WORKFLOWS = [echo, result, forward, signalled, example, probe, interrupting, exits,
                  exits_async, moved]
 
-# Every activity above has a name of its own; the registry refuses two under one.
 REGISTRY = Registry(AWS_WORKFLOWS, "tests.hostile")

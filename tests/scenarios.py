@@ -1,10 +1,10 @@
-"""Workflow scenarios that the behaviour suite runs on both engines.
+"""Workflow scenarios that the behaviour suite runs on both backends.
 
 Each scenario is one workflow class from ``tests.activities`` with its
-dependencies; :func:`local_workflow` builds it as a ``LocalWorkflow`` and
-:func:`aws_workflow` as an ``AWSWorkflow``.  ``AWS_WORKFLOWS`` is what the
-decider and worker processes of the AWS tests load
-(``tests.scenarios:AWS_WORKFLOWS``).
+dependencies; :func:`local_workflow` declares it as a ``LocalWorkflow`` (the
+in-memory backend) and :func:`aws_workflow` as a ``Workflow`` for the
+decider and worker processes of the AWS tests, which load ``AWS_WORKFLOWS``
+(``tests.scenarios:AWS_WORKFLOWS``).  Both go through :func:`declare`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowy import DEFAULT_CODEC, Codec, LocalWorkflow, RetryPolicy
-from flowy.aws import AWSWorkflow
+from flowy import DEFAULT_CODEC, Codec, LocalWorkflow, RetryPolicy, Workflow
 from flowy.cli import bench
 from tests import activities as A
 
@@ -39,9 +38,8 @@ FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=1.0)
 SCENARIOS: dict[str, Scenario] = {
     "example": Scenario(A.ExampleWorkflow, _plain(square=A.square, sum=A.add)),
     "branching": Scenario(A.Branching, _plain(square=A.square)),
-    "reversed_codec": Scenario(A.ExampleWorkflow, {
-        "square": (A.square, {"name": "square_reversed"}),
-        "sum": (A.add, {"name": "add_reversed"})}, codec=A.REVERSED_JSON),
+    "reversed_codec": Scenario(A.ExampleWorkflow, _plain(square=A.square, sum=A.add),
+                               codec=A.REVERSED_JSON),
     "init_calls": Scenario(A.InitCalls, _plain(square=A.square, sum=A.add)),
     "single_fail": Scenario(A.SingleCall, _plain(task=A.fail_with)),
     "catch_and_continue": Scenario(A.CatchAndContinue, _plain(fail=A.fail_with,
@@ -66,9 +64,8 @@ SCENARIOS: dict[str, Scenario] = {
     # -- for the AWS engine's own tests --
     "worker_crash": Scenario(A.SingleCall, {"task": (A.slow_first, {
         "timeout": 3.0, "retry": RetryPolicy(max_attempts=2, initial_delay=1.0)})}),
-    "manual": Scenario(A.SingleCall, {"task": (A.square, {"task_list": "manual",
-                                                          "name": "square_by_hand"})}),
-    "ghost": Scenario(A.SingleCall, {"task": (A.square, {"name": "ghost"})}),
+    "manual": Scenario(A.SingleCall, {"task": (A.square, {"task_list": "manual"})}),
+    "ghost": Scenario(A.SingleCall, _plain(task=A.square)),
     "text": Scenario(A.SingleCall, _plain(task=A.text_of)),
     "slow": Scenario(A.SingleCall, _plain(task=A.slow)),
     "nondeterministic": Scenario(A.ReadsCounter, _plain(identity=A.identity)),
@@ -80,38 +77,31 @@ SCENARIOS: dict[str, Scenario] = {
     "cancel_tree": Scenario(A.Parent, _plain(square=A.square), {"sub": "slow_child"}),
 }
 
-LOCAL_ONLY_OPTIONS = ("task_list", "name")
+def declare(workflow: Workflow, scenario: Scenario, child: Callable[[str], Workflow]) -> Workflow:
+    """Bind a scenario's dependencies on ``workflow``; ``child(name)`` declares a sub-workflow."""
+    for dependency, (function, conf) in scenario.activities.items():
+        workflow.conf_activity(dependency, function, **conf)
+    for dependency, name in scenario.children.items():
+        workflow.conf_workflow(dependency, child(name))
+    for name in scenario.timers:
+        workflow.conf_timer(name)
+    for name in scenario.signals:
+        workflow.conf_signal(name)
+    return workflow
 
 
 def local_workflow(name: str, **options: Any) -> LocalWorkflow:
     scenario = SCENARIOS[name]
     workflow = LocalWorkflow(scenario.factory, name=name, codec=scenario.codec, **options)
-    for dependency, (function, conf) in scenario.activities.items():
-        workflow.conf_activity(dependency, function, **{
-            k: v for k, v in conf.items() if k not in LOCAL_ONLY_OPTIONS})
-    for dependency, child in scenario.children.items():
-        workflow.conf_workflow(dependency, local_workflow(child, **options))
-    _conf_waits(workflow, scenario)
+    declare(workflow, scenario, lambda child: local_workflow(child, **options))
     return workflow
-
-
-def _conf_waits(workflow: LocalWorkflow | AWSWorkflow, scenario: Scenario) -> None:
-    for name in scenario.timers:
-        workflow.conf_timer(name)
-    for name in scenario.signals:
-        workflow.conf_signal(name)
 
 
 @functools.cache
-def aws_workflow(name: str) -> AWSWorkflow:
+def aws_workflow(name: str) -> Workflow:
     scenario = SCENARIOS[name]
-    workflow = AWSWorkflow(scenario.factory, name=name, codec=scenario.codec)
-    for dependency, (function, conf) in scenario.activities.items():
-        workflow.conf_activity(dependency, function, **{"name": function.__name__, **conf})
-    for dependency, child in scenario.children.items():
-        workflow.conf_workflow(dependency, aws_workflow(child))
-    _conf_waits(workflow, scenario)
-    return workflow
+    return declare(Workflow(scenario.factory, name=name, codec=scenario.codec), scenario,
+                   aws_workflow)
 
 
 AWS_WORKFLOWS = [aws_workflow(name) for name in SCENARIOS]

@@ -12,10 +12,20 @@ from typing import Any
 
 import pytest
 
-from flowy import ConfigurationError, NondeterminismError, TaskError
-from flowy.aws import AWSSettings, AWSWorkflow, FlowyClient, RunNotFound, load_registry
-from flowy.aws.settings import check_task_list
+from flowy import (
+    ConfigurationError,
+    FlowyClient,
+    NondeterminismError,
+    Registry,
+    RunNotFound,
+    TaskError,
+    Workflow,
+    load_registry,
+)
+from flowy.backends.aws.settings import AWSSettings
 from flowy.core.events import TaskCompleted, WorkflowCompleted, WorkflowStarted
+from flowy.core.runs import RunRecord
+from flowy.declaration import check_task_list
 from tests import activities as A
 from tests.aws_support import ROOT
 from tests.scenarios import aws_workflow
@@ -34,15 +44,13 @@ def test_workflow_id_starts_at_most_one_run(make_stack: Any) -> None:
 
 
 def test_a_start_that_died_half_way_is_finished_by_the_next(make_stack: Any) -> None:
-    from flowy.aws.store import RunRecord
-
     stack = make_stack()
     stack.decider()
     stack.worker()
     workflow = aws_workflow("example")
     owner = stack.backend.store.claim_workflow_id("half", "run-half")
-    stack.backend.store.create_run(RunRecord(owner, workflow.ref, input="[[3,4],{}]",
-                                             workflow_id="half"))  # then it died
+    stack.backend.store.create_run(RunRecord(  # then it died
+        owner, workflow.ref, started_at=1.0, input="[[3,4],{}]", workflow_id="half"))
     handle = stack.client.start(workflow, 3, 4, workflow_id="half")
     assert handle.run_id == "run-half"
     assert handle.result(timeout=60) == 25
@@ -134,16 +142,14 @@ def test_any_client_given_the_definitions_decodes_with_the_workflow_codec(
     started = stack.flowy("start", "tests.scenarios:AWS_WORKFLOWS", "reversed_codec", "3", "4")
     run_id = started.stdout.strip()
     registry = load_registry("tests.scenarios:AWS_WORKFLOWS")
-    assert FlowyClient(stack.settings, registry=registry).wait(run_id, timeout=60) == 25
+    assert FlowyClient(stack.backend, registry=registry).wait(run_id, timeout=60) == 25
     waited = stack.flowy("wait", run_id, "--definitions", "tests.scenarios:AWS_WORKFLOWS")
     assert waited.stdout.strip() == "25", waited.stderr
 
 
 def test_a_name_without_version_starts_the_highest_version() -> None:
-    from flowy.aws import Registry
-
     def versions(*numbers: str) -> Registry:
-        return Registry([AWSWorkflow(A.SingleCall, name="w", version=v)
+        return Registry([Workflow(A.SingleCall, name="w", version=v)
                          .conf_activity("task", A.square) for v in numbers])
 
     registry = versions("2", "10", "9", "1.10")
@@ -155,8 +161,6 @@ def test_a_name_without_version_starts_the_highest_version() -> None:
 
 
 def test_purge_deletes_closed_runs_and_frees_their_workflow_ids(make_stack: Any) -> None:
-    from flowy.aws.store import RunRecord
-
     stack = make_stack()
     stack.decider()
     stack.worker()
@@ -195,21 +199,20 @@ def test_setup_creates_a_namespace(aws_endpoint: str) -> None:
 
 
 def test_declarations_are_checked() -> None:
-    workflow = AWSWorkflow(A.ExampleWorkflow, name="w")
+    workflow = Workflow(A.ExampleWorkflow, name="w")
     with pytest.raises(ConfigurationError, match="not a valid Python identifier"):
         workflow.conf_activity("not valid", A.square)
     with pytest.raises(ConfigurationError, match="task list"):
         check_task_list("no spaces")
     with pytest.raises(ConfigurationError, match="must be non-empty"):
-        AWSWorkflow(A.ExampleWorkflow, name="a@b")
+        Workflow(A.ExampleWorkflow, name="a@b")
     with pytest.raises(ConfigurationError, match="namespace"):
         AWSSettings.from_env(namespace="Upper_Case")
     with pytest.raises(ConfigurationError, match="can't import the definitions module"):
         load_registry("no.such.module")
-    with pytest.raises(ConfigurationError, match="bound to two different functions"):
-        from flowy.aws import Registry
-        Registry([AWSWorkflow(A.SingleCall, name="a").conf_activity("task", A.square),
-                  AWSWorkflow(A.SingleCall, name="b").conf_activity("task", A.add)])
+    with pytest.raises(ConfigurationError, match="declared twice"):
+        Registry([Workflow(A.SingleCall, name="a").conf_activity("task", A.square),
+                  Workflow(A.SingleCall, name="a").conf_activity("task", A.add)])
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 
-from flowy import TaskError
-from flowy.aws import Registry
-from flowy.aws.decider import DecisionMaker
-from flowy.aws.payloads import INLINE_LIMIT, PayloadError, Payloads
+from flowy import PayloadError, Registry, TaskError
+from flowy.backends.aws.payloads import INLINE_LIMIT, Payloads
+from flowy.backends.base import DECISIONS, task_queue
 from flowy.core.events import Event, TaskCompleted, TaskScheduled, TaskTimedOut, stamped
 from flowy.core.replay import Decider
+from flowy.core.runs import RunRecord
+from flowy.worker.decider import Committer
+from flowy.worker.inbox import start_run
+from flowy.worker.messages import notification
 from tests import activities as A
 from tests.aws_support import wait_for
 from tests.scenarios import AWS_WORKFLOWS, aws_workflow
@@ -42,7 +45,8 @@ def test_sigkilled_worker_task_is_retried_on_another_worker(make_stack: Any,
     assert [(e.key, e.timeout_type) for e in timed_out] == [("task-0-1", "start_to_close")]
     assert _keys(history, TaskCompleted) == Counter({"task-0-2": 1})
     # The killed attempt's message comes back after its lease and is dropped, not run.
-    sqs, url = stack.backend.sqs, stack.backend.queues.url(stack.settings.task_queue("default"))
+    sqs = stack.backend.sqs
+    url = sqs.get_queue_url(QueueName=stack.settings.task_queue("default"))["QueueUrl"]
 
     def drained() -> bool:
         counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
@@ -79,13 +83,13 @@ def test_same_result_delivered_twice_is_one_completion(make_stack: Any) -> None:
     stack.decider()
     handle = stack.client.start(aws_workflow("manual"), 5)
     queues, store = stack.backend.queues, stack.backend.store
-    messages = wait_for(lambda: queues.receive(stack.settings.task_queue("manual"), wait=1),
-                        30, "the task message")
-    task = json.loads(messages[0]["Body"])
+    messages = wait_for(lambda: queues.receive(task_queue("manual"), max_messages=1, wait=1,
+                                               lease=30), 30, "the task message")
+    task = json.loads(messages[0].body)
     result = stamped(TaskCompleted(task["key"], "25"), 1.0)
     for _ in range(3):  # three deliveries of one result, each with its notification
         store.add_outcome(task["run"], result)
-        queues.notify([(task["run"], f"delivery-{_}")])
+        queues.send(DECISIONS, [notification(task["run"], f"delivery-{_}")])
     assert handle.result(timeout=30) == 25
     assert _keys(stack.client.history(handle.run_id), TaskCompleted) == Counter(
         {task["key"]: 1})
@@ -98,8 +102,7 @@ def test_two_deciders_racing_on_one_run(make_stack: Any) -> None:
     backend = stack.backend
     handle = stack.client.start(aws_workflow("example"), 1, 2)
     registry = Registry(AWS_WORKFLOWS, "tests.scenarios")
-    makers = [DecisionMaker(registry, backend.store, backend.queues, backend.payloads)
-              for _ in range(2)]
+    makers = [Committer(registry, backend) for _ in range(2)]
     deciders = [Decider(), Decider()]
     makers[0].handle(deciders[0], handle.run_id)  # commits version 1
     stale = makers[1]._state(handle.run_id)
@@ -137,11 +140,11 @@ def test_malformed_messages_go_to_dead_letter_queues(make_stack: Any) -> None:
     queues = {settings.decision_queue: {"MessageGroupId": "x", "MessageDeduplicationId": "x"},
               settings.timer_queue: {}, settings.task_queue("default"): {}}
     for queue, extra in queues.items():
-        sqs.send_message(QueueUrl=stack.backend.queues.url(queue), MessageBody="{not json",
-                         **extra)
+        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"],
+                         MessageBody="{not json", **extra)
     assert stack.client.start(aws_workflow("example"), 2, 3).result(timeout=60) == 13
     for queue in queues:
-        dlq = stack.backend.queues.url(settings.dead_letter_queue(queue))
+        dlq = sqs.get_queue_url(QueueName=settings.dead_letter_queue(queue))["QueueUrl"]
         received = wait_for(lambda u=dlq: sqs.receive_message(
             QueueUrl=u, MessageAttributeNames=["All"], WaitTimeSeconds=1).get("Messages"),
             20, f"the poison message in the dead-letter queue of {queue}")
@@ -153,19 +156,17 @@ def test_malformed_messages_go_to_dead_letter_queues(make_stack: Any) -> None:
 
 
 def test_dead_letters_are_redriven_once_fixed(make_stack: Any) -> None:
-    from flowy.aws.queues import notification_entry, numbered
-    from flowy.aws.store import RunRecord
-
     stack = make_stack()
-    queues, settings = stack.backend.queues, stack.settings
+    sqs, settings = stack.backend.sqs, stack.settings
     workflow = aws_workflow("example")
     # A run whose notification SQS gave up on (say its deciders did not know
     # the workflow yet): it waits in the dead-letter queue, the run stays open.
-    stuck = RunRecord("stuck", workflow.ref, input="[[3,4],{}]")
-    run_id, why = stack.backend.store.start_run(stuck)
+    stuck = RunRecord("stuck", workflow.ref, started_at=1.0, input="[[3,4],{}]")
+    note = start_run(stack.backend, stuck)
     dlq = settings.dead_letter_queue(settings.decision_queue)
-    queues.sqs.send_message_batch(QueueUrl=queues.url(dlq),
-                                  Entries=numbered([notification_entry(run_id, why)]))
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=dlq)["QueueUrl"],
+                     MessageBody=note.body, MessageGroupId="stuck",
+                     MessageDeduplicationId="stuck")
     stack.decider()
     stack.worker()
     moved = stack.flowy("redrive", "decisions")
@@ -183,7 +184,7 @@ def test_unknown_activity_fails_the_task_naming_it(make_stack: Any) -> None:
     with pytest.raises(TaskError) as info:
         stack.client.start(aws_workflow("ghost"), 3).result(timeout=60)
     assert info.value.type_name == "flowy.ConfigurationError"
-    assert "activity ghost@1 is not known to this worker" in str(info.value)
+    assert "activity task of workflow ghost@1 is not known to this worker" in str(info.value)
 
 
 def test_large_payloads_go_through_s3(make_stack: Any) -> None:
@@ -234,8 +235,7 @@ def test_a_cached_run_reads_only_its_inbox(make_stack: Any, monkeypatch: Any) ->
     stack = make_stack()
     backend = stack.backend
     handle = stack.client.start(aws_workflow("example"), 1, 2)
-    maker = DecisionMaker(Registry(AWS_WORKFLOWS), backend.store, backend.queues,
-                          backend.payloads)
+    maker = Committer(Registry(AWS_WORKFLOWS), backend)
     decider = Decider()
     history_reads = []
     read_batches = backend.store.read_batches
@@ -257,11 +257,12 @@ def test_outcome_written_but_never_notified_is_notified_on_redelivery(make_stack
     stack.decider()
     handle = stack.client.start(aws_workflow("manual"), 7)
     queues, store = stack.backend.queues, stack.backend.store
-    queue = stack.settings.task_queue("manual")
-    message = wait_for(lambda: queues.receive(queue, wait=1), 30, "the task message")[0]
-    task = json.loads(message["Body"])
+    queue = task_queue("manual")
+    message = wait_for(lambda: queues.receive(queue, max_messages=1, wait=1, lease=30), 30,
+                       "the task message")[0]
+    task = json.loads(message.body)
     store.add_outcome(task["run"], stamped(TaskCompleted(task["key"], "49"), 1.0))
-    queues.extend(queue, [message["ReceiptHandle"]], 0)  # it dies: the message comes back
+    queues.extend(queue, [message.receipt], 0)  # it dies: the message comes back
     stack.worker("--task-list", "manual")
     assert handle.result(timeout=30) == 49
     assert _keys(stack.client.history(handle.run_id), TaskCompleted) == Counter(

@@ -16,16 +16,16 @@ import pytest
 from history_builder import HistoryBuilder as B
 from history_builder import definition, sched
 
-from flowy import LocalWorkflow, RunCancelled
-from flowy.aws import RunNotFound
+from flowy import LocalWorkflow, RunCancelled, RunNotFound
 from flowy.core.events import (
     CancelRequested,
     WorkflowFailed,
 )
+from flowy.core.protocol import child_run_id
 from flowy.core.replay import Decider, replay
 from tests import activities as A
 from tests.aws_support import wait_for
-from tests.scenarios import aws_workflow, local_workflow
+from tests.scenarios import aws_workflow
 
 CANCELLED = "flowy.RunCancelled"
 
@@ -66,62 +66,18 @@ def test_core_cancel_in_the_same_batch_as_the_start() -> None:
     assert failed.error.message == "the run was cancelled"
 
 
-# -- LocalWorkflow --------------------------------------------------------------
+# -- the engine, on both backends -------------------------------------------------
 
-def test_local_cancel_fails_the_run_and_its_sub_workflow() -> None:
-    with local_workflow("cancel_tree") as workflow:
-        run = workflow.start(5, 3.0)
-        time.sleep(0.5)  # the child's activity is running
-        run.cancel("enough")
-        with pytest.raises(RunCancelled, match="the run was cancelled: enough"):
-            run.result(timeout=5)
-        assert run.done()
-        [parent] = run._chain.runs
-        [child] = parent.children.values()
-        child.closed.wait(5)
-        assert isinstance(child.outcome, WorkflowFailed)
-        assert child.outcome.error.type_name == CANCELLED
-        run._chain.wait_settled(10)  # the child's activity ends; its result is late
-        child_history = _types(child.runs[0].history)
-        assert child_history == ["WorkflowStarted", "TaskScheduled", "CancelRequested",
-                                 "WorkflowFailed", "TaskCompleted"]
-        assert _types(parent.history)[-3:] == ["CancelRequested", "WorkflowFailed",
-                                               "TaskFailed"]
-
-
-def test_local_cancel_drops_queued_attempts_and_ignores_closed_runs() -> None:
-    workflow = LocalWorkflow(A.Race, activity_workers=1).conf_activity("sleepy", A.sleepy)
-    with workflow:
-        run = workflow.start("finish_order", {"a": 1.0, "b": 1.0, "c": 1.0})
-        time.sleep(0.3)  # one attempt runs, two wait for the only worker
-        run.cancel()
-        with pytest.raises(RunCancelled):
-            run.result(timeout=5)
-        assert run._chain.wait_settled(5)
-        history = run._chain.runs[0].history
-        assert _types(history).count("TaskCompleted") == 1  # the queued two never ran
-        done = workflow.start("first", {"x": 0.0})
-        assert done.result(timeout=5) == "x"
-        done.cancel()  # closed: nothing changes
-        assert done.result() == "x"
-
-
-# -- AWS --------------------------------------------------------------------------
-
-def test_aws_cancel_fails_the_run_and_its_sub_workflow(make_stack: Any) -> None:
-    from flowy.aws.decider import child_run_id
-
-    stack = make_stack()
-    stack.decider()
-    stack.worker()
-    client = stack.client
-    run = client.start(aws_workflow("cancel_tree"), 5, 4.0)
+def test_cancel_fails_the_run_and_its_sub_workflow(engine: Any) -> None:
+    client = engine.client
+    run = engine.start("cancel_tree", 5, 4.0)
     child_id = child_run_id(run.run_id, "sub-0-1")
     wait_for(lambda: "TaskScheduled" in _types(_history(client, child_id)), 30,
              "the child's activity to be scheduled")
     assert run.cancel("enough") is True
     with pytest.raises(RunCancelled, match="the run was cancelled: enough"):
         run.result(timeout=30)
+    assert run.done()
     child = wait_for(lambda: client.status(child_id).status == "failed" and
                      client.status(child_id), 30, "the child to fail")
     assert child.error.type_name == CANCELLED
@@ -131,7 +87,39 @@ def test_aws_cancel_fails_the_run_and_its_sub_workflow(make_stack: Any) -> None:
     assert _types(client.history(child_id)) == [
         "WorkflowStarted", "TaskScheduled", "CancelRequested", "WorkflowFailed",
         "TaskCompleted"]
+    assert _types(client.history(run.run_id))[-3:] == ["CancelRequested", "WorkflowFailed",
+                                                       "TaskFailed"]
     assert run.cancel() is False  # closed: nothing to cancel
+
+
+def test_cancelling_a_closed_run_changes_nothing(engine: Any) -> None:
+    done = engine.start("square", 3)
+    assert done.result(timeout=30) == 9
+    assert done.cancel() is False
+    assert done.result() == 9
+
+
+def test_local_cancel_runs_queued_attempts_late() -> None:
+    """Attempts already queued when the run is cancelled still run (as on AWS,
+    where they sit on a queue), and their results are recorded as late."""
+    workflow = LocalWorkflow(A.Race, activity_workers=1).conf_activity("sleepy", A.sleepy)
+    with workflow:
+        run = workflow.start("finish_order", {"a": 0.5, "b": 0.0, "c": 0.0})
+        time.sleep(0.1)  # one attempt runs, two wait for the only worker
+        run.cancel()
+        with pytest.raises(RunCancelled):
+            run.result(timeout=5, wait_for_tasks=True)
+        history = run.client.history(run.run_id)
+        assert _types(history).count("TaskCompleted") == 3
+        assert _types(history).index("WorkflowFailed") < _types(history).index("TaskCompleted")
+
+
+def test_cli_cancel_of_a_closed_run_says_so(make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    run = stack.client.start(aws_workflow("square"), 2)
+    assert run.result(timeout=60) == 4
     cli = stack.flowy("cancel", run.run_id)
     assert cli.returncode == 1 and "already closed" in cli.stderr
 

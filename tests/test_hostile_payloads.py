@@ -12,8 +12,9 @@ anything, and no process dies.
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,8 +22,10 @@ from typing import Any
 import pytest
 
 from flowy import EncodeError, FlowyError, LoopDied, TaskError
-from flowy.aws.store import fact_id
 from flowy.core.events import SignalReceived
+from flowy.core.protocol import fact_id
+from flowy.worker.inbox import notify, tell
+from flowy.worker.messages import notification
 from tests import activities as A
 from tests import hostile
 from tests.aws_support import wait_for
@@ -65,7 +68,8 @@ def start_local(workflows: dict[str, Any], channel: str, name: str) -> Any:
     if channel == "signal":
         run.signal("approve", f"PLANT:{name}")
     else:  # a fact with the raw payload, handed to the engine as it takes outside facts
-        run._chain.engine.signal(run._chain, "approve", PAYLOADS[name])
+        fact = SignalReceived("approve", PAYLOADS[name], uuid.uuid4().hex)
+        notify(run.client.backend, [tell(run.client.backend, run.run_id, fact)])
     return run
 
 
@@ -124,7 +128,7 @@ def start_aws(stack: Any, channel: str, name: str) -> Any:
     else:  # what the client's rights allow: PutItem in the inbox, SendMessage to deciders
         fact = SignalReceived("approve", PAYLOADS[name], uuid.uuid4().hex)
         assert stack.backend.store.add_fact(handle.run_id, fact)
-        stack.backend.queues.notify([(handle.run_id, fact_id(fact))])
+        notify(stack.backend, [notification(handle.run_id, fact_id(fact))])
     return handle
 
 
@@ -165,7 +169,7 @@ def test_aws_types_declared_by_hints_and_a_client_that_lacks_them(make_stack: An
     """The activity's hints declare Point and Color to the worker, which decodes
     its input, and to the decider, which decodes its result; a client that was
     not given the declarations says how to give them."""
-    from flowy.aws import FlowyClient
+    from flowy import FlowyClient
 
     stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
     stack.decider()
@@ -190,17 +194,18 @@ def test_aws_decider_whose_thread_dies_exits_non_zero(make_stack: Any) -> None:
 
 
 def test_aws_worker_whose_poller_dies_stops_with_an_error(make_stack: Any) -> None:
-    """A fault in the poll loop itself (here: SQS answers a receive with no
-    response at all) ends the worker with LoopDied, never leaves it half alive."""
-    from flowy.aws.worker import ActivityWorker
+    """A fault in the poll loop itself (here: the queues answer a receive with
+    no response at all) ends the worker with LoopDied, never leaves it half alive."""
+    from flowy.worker.worker import ActivityWorker
 
-    class NoResponse:  # stands in for the aioboto3 SQS client
-        async def receive_message(self, **_: Any) -> None:
+    class NoResponse:  # queues that answer a receive with no response at all
+        max_delay = 900.0
+
+        def receive(self, *_: Any, **__: Any) -> None:
             return None
 
     stack = make_stack()
-    backend = stack.backend
-    worker = ActivityWorker(hostile.REGISTRY, backend.store, backend.queues,
-                            backend.payloads, NoResponse(), poll_wait=0)
-    with pytest.raises(LoopDied, match="poller of this worker died"):
-        asyncio.run(worker.serve(asyncio.Event()))
+    backend = dataclasses.replace(stack.backend, queues=NoResponse())
+    worker = ActivityWorker(hostile.REGISTRY, backend, poll_wait=0)
+    with pytest.raises(LoopDied, match="thread of this worker died"):
+        worker.serve(threading.Event())

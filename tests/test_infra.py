@@ -26,8 +26,8 @@ import pytest
 from cfnlint.decode import cfn_yaml
 from moto.server import ThreadedMotoServer
 
-from flowy.aws.settings import AWSSettings
-from flowy.aws.store import RUN_INDEX
+from flowy.backends.aws.settings import AWSSettings
+from flowy.backends.aws.store import RUN_INDEX
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 ACCOUNT = "123456789012"  # moto's

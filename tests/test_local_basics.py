@@ -176,7 +176,7 @@ def test_conf_workflow_rejects_itself_and_non_workflows(make_workflow) -> None:
     w = make_workflow(A.SingleCall)
     with pytest.raises(ConfigurationError, match="own sub-workflow"):
         w.conf_workflow("task", w)
-    with pytest.raises(ConfigurationError, match="takes a LocalWorkflow"):
+    with pytest.raises(ConfigurationError, match="takes a workflow declaration"):
         w.conf_workflow("task", A.ExampleWorkflow)
 
 

@@ -171,8 +171,9 @@ def test_small_cache_evicts_and_replays(make_workflow) -> None:
 
 
 def test_nondeterministic_sub_workflow_fails_the_parent(make_workflow) -> None:
-    child = make_workflow(A.ReadsCounter, cache_size=0).conf_activity("identity", A.identity)
-    parent = make_workflow(A.ParentCatch).conf_workflow("sub", child)
+    # Sub-workflows run on their parent's decider: its cache_size=0 replays them.
+    child = make_workflow(A.ReadsCounter).conf_activity("identity", A.identity)
+    parent = make_workflow(A.ParentCatch, cache_size=0).conf_workflow("sub", child)
     type_name, message, error_class = parent.run()
     assert type_name == "flowy.NondeterminismError"
     assert error_class == "NondeterminismError"

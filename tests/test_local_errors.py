@@ -70,9 +70,9 @@ def test_untouched_error_does_not_fail_the_run_but_warns(make_workflow, caplog) 
     w = (make_workflow(A.IgnoreError)
          .conf_activity("fail", A.fail_with)
          .conf_activity("sleepy", A.sleepy))
-    with caplog.at_level(logging.WARNING, logger="flowy.local"):
+    with caplog.at_level(logging.WARNING, logger="flowy.decider"):
         assert w.run(_trace=True) == 9
-    warnings = [r for r in caplog.records if r.name == "flowy.local"]
+    warnings = [r for r in caplog.records if r.name == "flowy.decider"]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert "fail-0" in warnings[0].getMessage()
@@ -84,11 +84,11 @@ def test_untouched_error_in_a_restarted_run_warns(make_workflow, caplog) -> None
     w = (make_workflow(A.IgnoreErrorThenRestart)
          .conf_activity("fail", A.fail_with)
          .conf_activity("sleepy", A.sleepy))
-    with caplog.at_level(logging.WARNING, logger="flowy.local"):
+    with caplog.at_level(logging.WARNING, logger="flowy.decider"):
         assert w.run(1, _trace=True) == "done"
     # The error really was never read: the trace shows it failed, in the first run.
     assert w.last_trace.runs[0].task("fail-0").status == "failed"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "flowy.local"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "flowy.decider"]
     assert len(warnings) == 1
     assert "fail-0" in warnings[0]
 
@@ -97,9 +97,9 @@ def test_read_errors_are_not_reported_as_ignored(make_workflow, caplog) -> None:
     w = (make_workflow(A.CatchAndContinue)
          .conf_activity("fail", A.fail_with)
          .conf_activity("square", A.square))
-    with caplog.at_level(logging.WARNING, logger="flowy.local"):
+    with caplog.at_level(logging.WARNING, logger="flowy.decider"):
         w.run("boom", _trace=True)
-    assert [r for r in caplog.records if r.name == "flowy.local"] == []
+    assert [r for r in caplog.records if r.name == "flowy.decider"] == []
     assert w.last_trace.runs[0].ignored_errors == ()
 
 

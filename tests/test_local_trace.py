@@ -179,20 +179,21 @@ def test_late_results_are_recorded_as_ignored(make_workflow, calls_file) -> None
 
 
 def _slow_late_facts(monkeypatch, delay: float) -> None:
-    """Make the decider thread take ``delay`` s over facts for closed runs.
+    """Make the decider take ``delay`` s over facts for closed runs.
 
     Only a scheduling delay: nothing else in the engine changes.
     """
-    from flowy.engines import local_engine
+    from flowy.core.replay import is_closed
+    from flowy.worker.decider import Committer
 
-    decide = local_engine.LocalEngine._decide
+    decide = Committer._decide
 
-    def slow_decide(self, decider, run, facts):
-        if run.closed:
+    def slow_decide(self, decider, state):
+        if is_closed(state.history):
             time.sleep(delay)
-        return decide(self, decider, run, facts)
+        return decide(self, decider, state)
 
-    monkeypatch.setattr(local_engine.LocalEngine, "_decide", slow_decide)
+    monkeypatch.setattr(Committer, "_decide", slow_decide)
 
 
 def test_waited_for_late_results_appear_in_the_trace(make_workflow, calls_file,

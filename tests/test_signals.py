@@ -26,6 +26,8 @@ from flowy.core.events import (
 )
 from flowy.core.replay import Decider, replay
 from flowy.core.spec import TaskSpec
+from flowy.worker.inbox import notify
+from flowy.worker.messages import notification
 from tests.aws_support import wait_for
 from tests.scenarios import aws_workflow, local_workflow
 
@@ -149,7 +151,7 @@ def test_aws_signal_and_cancel_after_a_restart_go_on_to_the_next_run(make_stack:
              CancelRequested("late", at=time.time())]
     for fact in raced:
         store.add_fact(run.run_id, fact)
-    stack.backend.queues.notify([(run.run_id, "raced")])
+    notify(stack.backend, [notification(run.run_id, "raced")])
     wait_for(lambda: client.history(next_run)[-2:] == raced, 30,
              "the signal and the cancel to reach the restarted run")
     assert client.history(run.run_id)[-2:] == raced

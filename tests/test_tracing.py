@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowy import UnsupportedFormatError
 from flowy.core.errors import ConfigurationError, ErrorInfo
 from flowy.core.events import (
     Event,
@@ -28,7 +29,7 @@ from flowy.core.events import (
 )
 from flowy.tracing import AttemptTrace, RunTrace, TaskTrace, Trace, build_run_trace
 from flowy.tracing.dot import quote
-from flowy.tracing.render import UnsupportedFormatError, render
+from flowy.tracing.render import render
 
 T0 = 1_000_000.0  # an epoch stamp; offsets below are exact binary fractions
 BOOM = ErrorInfo("boom", "builtins.ValueError", type_mro=("builtins.ValueError",))

@@ -7,7 +7,6 @@ they would run against AWS.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import signal
@@ -19,29 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..aws import AWSSettings, FlowyClient, load_registry
-from ..aws.decider import child_run_id
-from ..aws.emulator import LocalAWS, emulator_environment
-from ..aws.store import COMPLETED, FAILED, RunRecord
+from ..backends.aws import connect
+from ..backends.aws.emulator import LocalAWS, emulator_environment
+from ..backends.aws.settings import AWSSettings
+from ..client import FlowyClient
 from ..core.events import TaskCompleted, TaskFailed, TaskScheduled
+from ..core.protocol import child_run_id
+from ..core.runs import COMPLETED, FAILED, RunRecord
+from ..declaration import load_registry
 
 DEMO_DEFINITIONS = "examples.aws_defs"
 DEMO_INPUTS: dict[str, tuple[Any, ...]] = {"example": (2, 10), "two_halves": (40,)}
-
-
-def when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
-
-
-def describe(record: RunRecord) -> dict[str, Any]:
-    return {"run_id": record.run_id, "workflow": record.workflow, "status": record.status,
-            "started": when(record.started_at), "closed": when(record.closed_at),
-            "workflow_id": record.workflow_id, "result": record.result,
-            "error": None if record.error is None else
-            f"{record.error.type_name}: {record.error.message}",
-            "restarted_from": record.prev_run, "parent_run": record.parent_run}
 
 
 @contextmanager
@@ -54,8 +41,9 @@ def local_stack(definitions: str, namespace: str, port: int = 0, *, poll_wait: i
     os.environ.update(emulator_environment(endpoint))
     settings = AWSSettings(namespace=namespace, endpoint_url=endpoint)
     registry = load_registry(definitions)
-    client = FlowyClient(settings)
-    client.backend.ensure_resources(registry.task_lists())
+    backend = connect(settings)
+    backend.ensure_resources(registry.task_lists())
+    client = FlowyClient(backend, registry=registry)
     output = subprocess.DEVNULL if quiet else None
     common = ["--namespace", namespace, "--poll-wait", str(poll_wait)]
     processes = [subprocess.Popen([sys.executable, "-m", "flowy", role, definitions, *common],

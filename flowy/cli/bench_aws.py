@@ -1,7 +1,7 @@
 """``flowy bench --engine aws``: the workloads on real decider and worker processes.
 
 Each workload gets a fresh namespace and fresh processes, which count their
-AWS requests by API (botocore hooks, :mod:`flowy.aws.metrics`) and write the
+AWS requests by API (botocore hooks, :mod:`flowy.backends.aws.metrics`) and write the
 counts when they stop.  Reported: tasks per second, the decision latency
 (from an activity's reported completion to the commit of the decision that
 took it, p50 and p99), AWS requests per activity, and what those requests
@@ -26,19 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..aws import AWSSettings, AWSWorkflow, FlowyClient
-from ..aws.backend import Backend
-from ..aws.emulator import LocalAWS, emulator_environment
-from ..aws.metrics import UNITS, load_counts
+from ..backends.aws import connect
+from ..backends.aws.emulator import LocalAWS, emulator_environment
+from ..backends.aws.metrics import UNITS, load_counts
+from ..backends.aws.settings import AWSSettings
+from ..client import FlowyClient
 from ..core.errors import FlowyError
 from ..core.events import TaskCompleted, TaskFailed, is_decision
+from ..declaration import Workflow
 from .bench import MANY_CHAIN_LENGTH, Chain, Fanout, Reduce, add, increment, total
 
 AWS_WORKFLOWS = [
-    AWSWorkflow(Fanout, name="bench_fanout").conf_activity("increment", increment)
+    Workflow(Fanout, name="bench_fanout").conf_activity("increment", increment)
     .conf_activity("total", total),
-    AWSWorkflow(Chain, name="bench_chain").conf_activity("increment", increment),
-    AWSWorkflow(Reduce, name="bench_reduce").conf_activity("increment", increment)
+    Workflow(Chain, name="bench_chain").conf_activity("increment", increment),
+    Workflow(Reduce, name="bench_reduce").conf_activity("increment", increment)
     .conf_activity("add", add),
 ]
 DEFINITIONS = "flowy.cli.bench_aws:AWS_WORKFLOWS"
@@ -102,12 +104,12 @@ def _engine(endpoint: str | None, deciders: int, workers: int, concurrency: int,
         os.environ.update({k: v for k, v in emulator_environment(endpoint).items()
                            if k != "AWS_ENDPOINT_URL"})
     settings = AWSSettings.from_env(namespace=namespace, endpoint_url=endpoint)
-    backend = Backend.connect(settings)
+    backend = connect(settings)
     backend.ensure_resources(["default"])
     with tempfile.TemporaryDirectory(prefix="flowy-bench-") as scratch:
         counts = Path(scratch) / "counts"
         env["FLOWY_REQUEST_COUNTS"] = str(counts)
-        if poll_wait is None:  # short polls on emulators: see flowy.aws.queues.SHORT_POLL_PAUSE
+        if poll_wait is None:  # short polls on emulators: see flowy.worker.decider.SHORT_POLL_PAUSE
             poll_wait = 0 if emulated else 20
         wait = str(poll_wait)
         logs = [Path(scratch) / f"{i}.log" for i in range(deciders + workers)]
@@ -120,7 +122,7 @@ def _engine(endpoint: str | None, deciders: int, workers: int, concurrency: int,
         requests: dict[str, int] = {}
         try:
             _wait_until_ready(logs, processes)
-            yield FlowyClient(backend=backend), requests
+            yield FlowyClient(backend), requests
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)

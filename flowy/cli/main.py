@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from . import aws as _aws
 from . import bench as _bench
+from . import commands as _commands
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--poll-wait", type=int,
                        help="with --engine aws: long-poll seconds of the processes (default "
                             "0, short polls, on an emulator; 20 on AWS)")
-    _aws.add_commands(commands)
+    _commands.add_commands(commands)
     return parser
 
 
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         return _run_bench(args)
-    if args.command in _aws.COMMANDS:
-        return _aws.run(args)
+    if args.command in _commands.COMMANDS:
+        return _commands.run(args)
     return 2
 
 

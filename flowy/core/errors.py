@@ -53,7 +53,12 @@ def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-UNCONTAINED: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+class SimulatedCrash(BaseException):
+    """The in-memory backend's fault injection crashing a process at a named
+    step: like a SIGKILL, nothing in the engine may contain it."""
+
+
+UNCONTAINED: tuple[type[BaseException], ...] = (KeyboardInterrupt, SimulatedCrash)
 """What no loop contains.  Everything else that decoding or user code raises
 (``SystemExit`` included) fails the task or run it came from, and the decider
 threads, timer keeper and worker go on; these pass, to stop the process."""
@@ -71,10 +76,27 @@ class ServiceError(FlowyError):
     """A backing service (DynamoDB, SQS, S3) refused or failed a request we can't retry."""
 
 
+class RunNotFound(FlowyError, LookupError):
+    """No run has this id where the client looks (the backend, the namespace)."""
+
+
 class LoopDied(FlowyError):
     """A thread or task that a decider or worker process needs has died: the
     process stops (with exit status 1) for its supervisor to restart it,
     rather than go on half alive."""
+
+
+class MalformedMessage(FlowyError):
+    """A queue message that is not one of the engine's: it goes to the
+    queue's dead-letter queue, with this as its reason."""
+
+
+class PayloadError(FlowyError):
+    """A large payload could not be stored in, or fetched from, S3."""
+
+
+class UnsupportedFormatError(ConfigurationError):
+    """A trace can't be rendered to a file with this suffix."""
 
 
 class EncodeError(FlowyError, TypeError):
@@ -130,7 +152,8 @@ class RunCancelled(TaskError):
     """The run was cancelled (``LocalRun.cancel``, ``FlowyClient.cancel``, ``flowy cancel``)."""
 
 
-for _cls in (FlowyError, ConfigurationError, EncodeError, LoopDied, TaskError, TaskTimedout,
+for _cls in (FlowyError, ConfigurationError, EncodeError, LoopDied, RunNotFound, ServiceError,
+             MalformedMessage, PayloadError, UnsupportedFormatError, TaskError, TaskTimedout,
              NondeterminismError, RunCancelled):
     _cls.__module__ = "flowy"
 

@@ -9,17 +9,41 @@ an unfinished result suspends the workflow (see :mod:`flowy.core.workflow`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import lazy_object_proxy
 
+from .codec import Codec
 from .errors import ErrorInfo, FlowyError, TaskError
-
-if TYPE_CHECKING:
-    from .workflow import Execution
 
 PENDING, SUCCEEDED, FAILED = 0, 1, 2
 _NOT_DECODED = object()
+
+
+class ResultOwner(Protocol):
+    """The run a future belongs to, as far as the future and its result need it.
+
+    The replay core's :class:`~flowy.core.workflow.Execution` is one; this
+    protocol names what a future asks of it, so that this module doesn't
+    depend on the module that creates futures.
+    """
+
+    @property
+    def codec(self) -> Codec:
+        """Decodes the future's value from its history string."""
+        ...
+
+    def in_workflow(self) -> bool:
+        """Whether the caller is the run's workflow code, which may block."""
+        ...
+
+    def block_until(self, futures: tuple[Future, ...] | list[Future], count: int) -> None:
+        """Suspend the workflow code until ``count`` of ``futures`` have finished."""
+        ...
+
+    def observe(self, finish_index: int) -> None:
+        """Note that the workflow code saw a result that finished at ``finish_index``."""
+        ...
 
 
 class Future:
@@ -33,7 +57,7 @@ class Future:
     __slots__ = ("call_id", "execution", "state", "_encoded", "_value", "error",
                  "finish_index", "observed", "_callbacks")
 
-    def __init__(self, call_id: str, execution: Execution | None) -> None:
+    def __init__(self, call_id: str, execution: ResultOwner | None) -> None:
         self.call_id = call_id
         self.execution = execution
         self.state = PENDING

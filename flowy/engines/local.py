@@ -1,25 +1,43 @@
-"""``LocalWorkflow``: run a workflow on this machine, with threads or processes."""
+"""``LocalWorkflow``: a workflow declaration that runs in this process.
+
+It is the distributed engine, not a copy of it: the same decider, timer
+keeper and activity worker (:mod:`flowy.worker`) run in threads of this
+process, over the in-memory backend (:mod:`flowy.backends.memory`), whose
+queues and store keep the promises of SQS and DynamoDB that the protocol
+relies on.  So a workflow behaves the same here as on AWS, and the API is
+the original Flowy's: ``LocalWorkflow(Cls).conf_activity(...).run(...)``.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from ..backends.base import Backend
+from ..backends.memory import memory_backend
+from ..client import FlowyClient, RunHandle
 from ..codec import DEFAULT_CODEC
-from ..config import Declaration, check_dependency_name, make_spec, resolve, sub_workflow_spec
 from ..core.codec import Codec
-from ..core.errors import ConfigurationError, TaskError
-from ..core.events import WorkflowCompleted
-from ..core.replay import WorkflowDefinition
-from ..core.spec import RetryPolicy
-from ..core.workflow import WorkflowFactory
-from ..tracing import Trace, build_run_trace
-from .local_engine import Chain, LocalEngine, RunConfig
+from ..core.errors import ConfigurationError, ErrorInfo, LoopDied
+from ..core.runs import FAILED, OPEN
+from ..declaration import Registry, Workflow
+from ..tracing import Trace
+from ..worker.decider import DeciderService
+from ..worker.deciders import guarded
+from ..worker.worker import ActivityWorker
+
+log = logging.getLogger("flowy.local")
+
+# Seconds a loop waits for a message; sends wake it at once, and closing the
+# backend ends the wait, so this only bounds an idle loop's wake-ups.
+POLL_WAIT = 20.0
 
 
-class LocalWorkflow(Declaration):
+class LocalWorkflow(Workflow):
     """A workflow with its dependencies, run on this machine.
 
     ``factory`` is the workflow class (or any callable taking the dependencies
@@ -30,62 +48,28 @@ class LocalWorkflow(Declaration):
     make the decisions.  A live run is kept between decisions (``cache_size``
     runs per decider thread); ``cache_size=0`` replays the history for every
     decision, which is slower but checks that the workflow is deterministic.
+    Sub-workflows run on this workflow's threads and executor.  ``backend``
+    is an in-memory backend to run on (``flowy.testing`` passes one with a
+    manual clock); by default each LocalWorkflow makes its own.
     """
 
-    def __init__(self, factory: WorkflowFactory, activity_workers: int = 8,
+    def __init__(self, factory: Callable[..., Any], activity_workers: int = 8,
                  workflow_workers: int = 2,
                  executor: type[Executor] | Executor = ThreadPoolExecutor, *,
                  codec: Codec = DEFAULT_CODEC, cache_size: int = 1000,
-                 name: str | None = None) -> None:
+                 name: str | None = None, version: str = "1",
+                 backend: Backend | None = None) -> None:
         if activity_workers < 1 or workflow_workers < 1:
             raise ConfigurationError("activity_workers and workflow_workers must be >= 1")
-        super().__init__(factory, codec)
-        self.name: str = name or getattr(factory, "__qualname__", None) or "workflow"
+        super().__init__(factory, name=name, version=version, codec=codec)
         self.activity_workers = activity_workers
         self.workflow_workers = workflow_workers
         self.cache_size = cache_size
         self.last_trace: Trace | None = None
         self._executor_choice = executor
-        self._activities: dict[str, Callable[..., Any]] = {}
-        self._children: dict[str, LocalWorkflow] = {}
-        self._engine: LocalEngine | None = None
+        self._backend = backend
+        self._engine: InProcessEngine | None = None
         self._engine_lock = threading.Lock()
-
-    # -- configuration --------------------------------------------------------
-
-    def conf_activity(self, name: str, function: Callable[..., Any] | str, *,
-                      retry: RetryPolicy | None = None, timeout: float | None = None,
-                      heartbeat: float | None = None,
-                      schedule_to_start: float | None = None) -> LocalWorkflow:
-        """Bind dependency ``name`` to an activity function (or ``"module:function"``).
-
-        ``timeout`` is start-to-close in seconds; ``heartbeat`` the longest
-        silence between two :func:`flowy.heartbeat` calls; ``schedule_to_start``
-        the longest wait for a free worker.  Unset values fall back to the
-        function's ``@flowy.activity`` defaults.
-        """
-        check_dependency_name(name, self._specs)
-        target = resolve(function)
-        spec = make_spec("activity", target, retry=retry, timeout=timeout,
-                         heartbeat=heartbeat, schedule_to_start=schedule_to_start)
-        self._activities[name] = target
-        return self._configured(name, spec)
-
-    def conf_workflow(self, name: str, workflow: LocalWorkflow, *,
-                      retry: RetryPolicy | None = None,
-                      timeout: float | None = None) -> LocalWorkflow:
-        """Bind dependency ``name`` to a sub-workflow, called like an activity."""
-        spec = sub_workflow_spec(self, name, workflow, self._specs, retry=retry, timeout=timeout)
-        self._children[name] = workflow
-        return self._configured(name, spec)
-
-    def _activity_functions(self) -> Iterable[object]:
-        return self._activities.values()
-
-    def _sub_workflows(self) -> Iterable[LocalWorkflow]:
-        return self._children.values()
-
-    # -- running --------------------------------------------------------------
 
     def run(self, *args: Any, _wait: bool = False, _trace: bool = False,
             **kwargs: Any) -> Any:
@@ -103,33 +87,18 @@ class LocalWorkflow(Declaration):
             if _trace:
                 self.last_trace = handle.trace()
 
-    def start(self, *args: Any, **kwargs: Any) -> LocalRun:
+    def start(self, *args: Any, **kwargs: Any) -> RunHandle:
         """Start a run and return at once; many runs can go at the same time."""
-        codec = self.codec
-        encoded = codec.encode([list(args), kwargs])  # EncodeError names the culprit
-        return LocalRun(self._start_encoded(encoded, None), codec)
+        return self._get_engine().start(self, *args, **kwargs)
 
-    def _start_encoded(self, encoded: str, on_close: Callable[[Chain], None] | None) -> Chain:
-        return self._get_engine().start(self._snapshot(), encoded, on_close)
-
-    def _snapshot(self) -> RunConfig:
-        children = {name: child._start_encoded for name, child in self._children.items()}
-        return RunConfig(self.name, WorkflowDefinition(self.factory, dict(self._specs),
-                                                       self.codec),
-                         dict(self._activities), children)
-
-    def _get_engine(self) -> LocalEngine:
+    def _get_engine(self) -> InProcessEngine:
         with self._engine_lock:
             if self._engine is None:
-                executor = self._executor_choice
-                owns_executor = isinstance(executor, type)
-                if isinstance(executor, type):
-                    # Both pool classes take max_workers; Executor itself doesn't say so.
-                    executor = executor(max_workers=self.activity_workers)  # type: ignore[call-arg]
-                self._engine = LocalEngine(name=self.name, executor=executor,
-                                           owns_executor=owns_executor,
-                                           workflow_workers=self.workflow_workers,
-                                           cache_size=self.cache_size)
+                self._engine = InProcessEngine(
+                    Registry([self], repr(self), rename_clashes=True),
+                    executor=self._executor_choice, activity_workers=self.activity_workers,
+                    workflow_workers=self.workflow_workers, cache_size=self.cache_size,
+                    backend=self._backend, name=self.name)
             return self._engine
 
     def close(self) -> None:
@@ -148,56 +117,73 @@ class LocalWorkflow(Declaration):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"<LocalWorkflow {self.name} dependencies={sorted(self._specs)}>"
 
+class InProcessEngine:
+    """A decider and an activity worker for ``registry``, in threads of this
+    process, on one backend (a fresh in-memory one by default)."""
 
-class LocalRun:
-    """A started run (followed across restarts): wait for it, get its result or trace."""
+    def __init__(self, registry: Registry, *,
+                 executor: type[Executor] | Executor = ThreadPoolExecutor,
+                 activity_workers: int = 8, workflow_workers: int = 2, cache_size: int = 1000,
+                 backend: Backend | None = None, name: str = "flowy") -> None:
+        self.registry = registry
+        self.backend = backend or memory_backend()
+        self.client = FlowyClient(self.backend, registry=self.registry)
+        # The worker's own threads run activities, unless they are to run elsewhere:
+        # in a pool of processes, or in a pool passed in.
+        self._owns_executor = isinstance(executor, type)
+        pool: Executor | None = None
+        if executor is not ThreadPoolExecutor:
+            # Both pool classes take max_workers; Executor itself doesn't say so.
+            pool = (executor(max_workers=activity_workers)  # type: ignore[call-arg]
+                    if isinstance(executor, type) else executor)
+        self._executor = pool
+        self._broken: LoopDied | None = None
+        self._stop = threading.Event()
+        self._decider = DeciderService(self.registry, self.backend, threads=workflow_workers,
+                                       cache_size=cache_size, poll_wait=POLL_WAIT, name=name)
+        self._threads = [threading.Thread(target=guarded(self._serve_decider,
+                                                         lambda e: self._died("decider", e)),
+                                          name=f"{name}-decider", daemon=True)]
+        if self.registry.task_lists():
+            worker = ActivityWorker(self.registry, self.backend, concurrency=activity_workers,
+                                    poll_wait=POLL_WAIT, grace=math.inf, executor=pool)
+            self._threads.append(threading.Thread(
+                target=guarded(lambda: worker.serve(self._stop),
+                               lambda e: self._died("worker", e)),
+                name=f"{name}-worker", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
-    def __init__(self, chain: Chain, codec: Codec) -> None:
-        self._chain = chain
-        self._codec = codec
+    def start(self, workflow: Workflow, *args: Any, **kwargs: Any) -> RunHandle:
+        if self._broken is not None:
+            raise self._broken
+        # Sub-workflows configured since the last start are registered by this one.
+        return self.client.start(workflow, *args, **kwargs)
 
-    @property
-    def run_ids(self) -> list[str]:
-        """The ids of this run and of the runs it restarted as, in order."""
-        return [run.run_id for run in self._chain.runs]
+    def _serve_decider(self) -> None:
+        self._decider.serve(self._stop)
 
-    def done(self) -> bool:
-        return self._chain.closed.is_set()
+    def _died(self, loop: str, exc: BaseException) -> None:
+        """A loop of this engine died: its runs would wait for ever, so every
+        open run fails now, and no new one starts."""
+        if self._stop.is_set():
+            return
+        if isinstance(exc, LoopDied) and exc.__cause__ is not None:
+            exc = exc.__cause__  # what killed the loop's thread, not the loop's report
+        self._broken = LoopDied(f"a {loop} thread of this LocalWorkflow died "
+                                f"({type(exc).__name__}: {exc}); close it and make a new one")
+        error = ErrorInfo.from_exception(self._broken)
+        store = self.backend.store
+        for record in list(store.runs(status=OPEN)):
+            store.close_run(record.run_id, FAILED, self.backend.clock.now(), error=error)
 
-    def signal(self, name: str, value: Any = None) -> None:
-        """Send the run (or the run it restarted as) a signal: the workflow's
-        next call of its ``conf_signal(name)`` dependency finishes with ``value``."""
-        self._chain.engine.signal(self._chain, name, self._codec.encode(value))
-
-    def cancel(self, reason: str = "") -> None:
-        """Ask the run to stop: it fails with :class:`flowy.RunCancelled`, and so
-        do its open sub-workflows.  Activities already running finish, and
-        their results are recorded as late; a run already closed is unchanged."""
-        self._chain.engine.cancel(self._chain, reason)
-
-    def result(self, timeout: float | None = None, *, wait_for_tasks: bool = False) -> Any:
-        """The run's result; raises TaskError if it failed, TimeoutError if not done in time."""
-        if not self._chain.closed.wait(timeout):
-            raise TimeoutError(f"run {self.run_ids[-1]} did not finish in {timeout} s")
-        if wait_for_tasks:
-            self._chain.wait_settled()
-        outcome = self._chain.outcome
-        if isinstance(outcome, WorkflowCompleted):
-            return self._codec.decode(outcome.result)
-        assert outcome is not None
-        raise TaskError.from_info(outcome.error)
-
-    def trace(self) -> Trace:
-        """The execution so far, as a :class:`flowy.tracing.Trace`."""
-        return trace_of(self._chain)
-
-
-def trace_of(chain: Chain) -> Trace:
-    """The trace of a chain of runs, with its sub-workflows' traces nested."""
-    return Trace(runs=tuple(
-        build_run_trace(chain.config.name, run.run_id, list(run.history),
-                        {key: trace_of(child) for key, child in run.children.items()})
-        for run in chain.runs))
+    def close(self) -> None:
+        self._stop.set()
+        self.backend.close()  # ends the loops' waits for messages
+        for thread in self._threads:
+            thread.join()
+        if self._owns_executor and self._executor is not None:
+            # Queued attempts are dropped; running ones are waited for, since a
+            # thread can't be killed and a killed process would break the pool.
+            self._executor.shutdown(wait=True, cancel_futures=True)

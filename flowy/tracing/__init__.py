@@ -6,6 +6,7 @@ of a continue-as-new chain into a :class:`Trace`, then read it as data,
 """
 
 from .build import build_run_trace
-from .trace import AttemptTrace, RunTrace, TaskTrace, Trace
+from .model import AttemptTrace, RunTrace, TaskTrace
+from .trace import Trace
 
 __all__ = ["AttemptTrace", "RunTrace", "TaskTrace", "Trace", "build_run_trace"]

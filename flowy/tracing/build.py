@@ -29,7 +29,7 @@ from ..core.events import (
     WorkflowRestarted,
     WorkflowStarted,
 )
-from .trace import (
+from .model import (
     AttemptTrace,
     Ignored,
     Outcome,
@@ -38,7 +38,7 @@ from .trace import (
     SignalTrace,
     TaskTrace,
     TimerTrace,
-    Trace,
+    TraceData,
     describe_error,
     shorten,
 )
@@ -47,7 +47,7 @@ __all__ = ["build_run_trace"]
 
 OutcomeEvent = TaskCompleted | TaskFailed | TaskTimedOut
 
-_NO_CHILDREN: Mapping[str, Trace] = MappingProxyType({})
+_NO_CHILDREN: Mapping[str, TraceData] = MappingProxyType({})
 
 
 @dataclass
@@ -174,7 +174,7 @@ class _Builder:
         call.attempts[index] = replace(attempt, ignored=(*attempt.ignored, note))
 
     def run_trace(self, workflow: str, run_id: str,
-                  children: Mapping[str, Trace]) -> RunTrace:
+                  children: Mapping[str, TraceData]) -> RunTrace:
         started, closing = self.started, self.closing
         return RunTrace(
             workflow=workflow, run_id=run_id,
@@ -194,7 +194,7 @@ class _Builder:
             ignored=tuple(self.ignored),
         )
 
-    def task_trace(self, call: _Call, children: Mapping[str, Trace]) -> TaskTrace:
+    def task_trace(self, call: _Call, children: Mapping[str, TraceData]) -> TaskTrace:
         first = call.first
         child_keys = [a.key for a in call.attempts if a.key in children]
         return TaskTrace(
@@ -206,7 +206,7 @@ class _Builder:
 
 
 def build_run_trace(workflow: str, run_id: str, history: Sequence[Event],
-                    children: Mapping[str, Trace] = _NO_CHILDREN) -> RunTrace:
+                    children: Mapping[str, TraceData] = _NO_CHILDREN) -> RunTrace:
     """The trace of one run from its ``history``.
 
     ``children`` maps the attempt key of a sub-workflow task (kind

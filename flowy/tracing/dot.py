@@ -14,11 +14,11 @@ all user text goes into labels, which are always quoted and escaped.
 
 from __future__ import annotations
 
-from .trace import (
+from .model import (
     AttemptTrace,
     RunTrace,
     TaskTrace,
-    Trace,
+    TraceData,
     describe_error,
     format_seconds,
     shorten,
@@ -55,7 +55,7 @@ def _attrs(**attrs: str) -> str:
     return "[" + ", ".join(f"{name}={quote(value)}" for name, value in attrs.items()) + "]"
 
 
-def to_dot(trace: Trace) -> str:
+def to_dot(trace: TraceData) -> str:
     """The DOT source of ``trace``: a ``digraph`` that ``dot`` lays out top to bottom."""
     graph = _Graph()
     graph.trace(trace, prefix="", indent="  ")
@@ -85,7 +85,7 @@ class _Graph:
         self.edges.append(f"  {tail} -> {head} {_attrs(**attrs)};" if attrs
                           else f"  {tail} -> {head};")
 
-    def trace(self, trace: Trace, prefix: str, indent: str) -> None:
+    def trace(self, trace: TraceData, prefix: str, indent: str) -> None:
         for number, run in enumerate(trace.runs):
             run_id = f"{prefix}r{number}"
             self.run(run, run_id, number + 1, indent)
@@ -150,7 +150,7 @@ class _Graph:
             if call_id not in depended_on:
                 self.edge(node, f"{run_id}_end", style="invis")
 
-    def child(self, call_id: str, child: Trace, node: str, indent: str) -> None:
+    def child(self, call_id: str, child: TraceData, node: str, indent: str) -> None:
         """Draw a sub-workflow's runs in a dashed box linked from its call's node."""
         self.lines.append(f"{indent}subgraph cluster_{node}_child {{")
         self.add(indent + "  ", "graph", label=f"sub-workflow {call_id}", style="dashed",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..core.errors import ConfigurationError
+from ..core.errors import UnsupportedFormatError
 
 __all__ = ["SUFFIXES", "UnsupportedFormatError", "render"]
 
@@ -22,10 +22,6 @@ SUFFIXES = (".svg", ".png", ".pdf", ".dot")
 
 _INSTALL = ("install it (apt-get install graphviz / brew install graphviz) "
             "or write .dot instead")
-
-
-class UnsupportedFormatError(ConfigurationError):
-    """The trace file's suffix names no format :func:`render` can write."""
 
 
 def render(dot_source: str, path: str | Path) -> Path | None:

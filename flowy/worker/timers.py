@@ -1,55 +1,50 @@
-"""A timer thread: call functions at given monotonic times."""
+"""Durable timers: retry delays, timer dependencies, and the timeouts that watch attempts.
+
+Timer messages wait on the timer queue, delayed until they are due (a queue
+delays a message at most ``Queues.max_delay``, so a later timer is re-armed
+when it comes back early).  When one is due, the keeper turns it into a fact
+in the run's inbox: a fired timer, or a timed-out attempt unless the attempt
+ended, started or heartbeated in time (:func:`flowy.core.protocol.check_timeout`).
+"""
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import logging
-import threading
-import time
-from collections.abc import Callable
-
-log = logging.getLogger("flowy.timers")
+from ..backends.base import TIMERS, Backend
+from ..core.events import TimerFired
+from ..core.protocol import check_timeout
+from .inbox import notify, report, tell
+from .messages import TimerMessage, notification, timer_outgoing
 
 
-class TimerService:
-    """One daemon thread that runs short callbacks when their time comes.
+def arm(backend: Backend, timers: list[TimerMessage]) -> None:
+    """Send timer messages, each delayed until it is due (or as long as the queue allows)."""
+    if timers:
+        queues, now = backend.queues, backend.clock.now()
+        queues.send(TIMERS, [timer_outgoing(t, now, queues.max_delay) for t in timers])
 
-    Callbacks run on the timer thread and must not block; they usually hand
-    a fact to a decider.  ``call_later`` is thread-safe.
-    """
 
-    def __init__(self, name: str = "flowy-timers") -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._sequence = itertools.count()
-        self._condition = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+class TimerKeeper:
+    """Fires durable timers and enforces attempt timeouts from the timer queue."""
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        with self._condition:
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay),
-                                        next(self._sequence), callback))
-            self._condition.notify()
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
 
-    def close(self) -> None:
-        with self._condition:
-            self._closed = True
-            self._condition.notify()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            with self._condition:
-                while not self._closed and (
-                        not self._heap or self._heap[0][0] > time.monotonic()):
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._condition.wait(timeout)
-                if self._closed:
-                    return
-                _, _, callback = heapq.heappop(self._heap)
-            try:
-                callback()
-            except Exception:  # a broken callback must not stop every other timer
-                log.exception("timer callback %r failed", callback)
+    def handle(self, timer: TimerMessage) -> None:
+        backend = self.backend
+        now = backend.clock.now()
+        if timer.fire_at > now:  # delays stop at max_delay: re-arm
+            arm(backend, [timer])
+            return
+        if timer.kind == "timer":
+            notify(backend, [tell(backend, timer.run, TimerFired(timer.key, at=now))])
+            return
+        store = backend.store
+        check = check_timeout(timer.kind, timer.key, ended=store.outcome_of(timer.run, timer.key),
+                              beat=store.get_beat(timer.run, timer.key), limit=timer.limit,
+                              now=now)
+        if check.recheck_at is not None:
+            arm(backend, [timer.model_copy(update={"fire_at": check.recheck_at})])
+        elif check.timed_out is not None:
+            notify(backend, [report(backend, timer.run, check.timed_out)])
+        elif check.news is not None:
+            notify(backend, [notification(timer.run, check.news)])

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from ..core.errors import ConfigurationError
+from ...core.errors import ConfigurationError
 
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}

@@ -15,7 +15,7 @@ from typing import Any
 from .settings import AWSSettings
 from .store import RUN_INDEX
 
-log = logging.getLogger("flowy.aws.resources")
+log = logging.getLogger("flowy.backends.aws.resources")
 
 RETENTION = str(14 * 24 * 3600)
 

@@ -3,7 +3,7 @@
 Everything the AWS engine touches is named from one *namespace*, so two
 namespaces in one account never see each other's runs.  Nothing is read at
 import time; :meth:`AWSSettings.from_env` reads the environment when asked.
-boto3 and aioboto3 honour ``AWS_ENDPOINT_URL`` themselves, so pointing the
+boto3 honours ``AWS_ENDPOINT_URL`` itself, so pointing the
 engine at an emulator needs no code change; ``endpoint_url`` here only
 overrides it.
 """
@@ -15,7 +15,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..core.errors import ConfigurationError
+from ...core.errors import ConfigurationError
+from ..base import DECISIONS, TASKS, TIMERS
 
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _TASK_LIST = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -106,6 +107,19 @@ class AWSSettings(BaseModel):
     def task_queue(self, task_list: str) -> str:
         return f"{self.prefix}-tasks-{check_task_list(task_list)}"
 
+    def queue_name(self, logical: str) -> str:
+        """The SQS queue behind one of the engine's logical queue names
+        (:data:`~flowy.backends.base.DECISIONS`, ``TIMERS``, ``task_queue(x)``)."""
+        if logical == DECISIONS:
+            return self.decision_queue
+        if logical == TIMERS:
+            return self.timer_queue
+        if logical.startswith(TASKS):
+            return self.task_queue(logical[len(TASKS):])
+        raise ConfigurationError(
+            f"{logical!r} is not a Flowy queue: expected {DECISIONS!r}, {TIMERS!r} or "
+            f"{TASKS!r} followed by a task list")
+
     @staticmethod
     def dead_letter_queue(queue_name: str) -> str:
         """The dead-letter queue of ``queue_name`` (FIFO queues keep the suffix)."""
@@ -114,7 +128,7 @@ class AWSSettings(BaseModel):
         return f"{queue_name}-dlq"
 
     def client_kwargs(self) -> dict[str, str]:
-        """Keyword arguments for ``boto3.client`` / ``aioboto3.Session().client``."""
+        """Keyword arguments for ``boto3.client``."""
         kwargs = {"region_name": self.region}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url

@@ -1,4 +1,4 @@
-"""Histories, runs and the inbox of outside facts, in one DynamoDB table.
+"""The run store in one DynamoDB table: runs, histories, the inbox, attempts.
 
 Items, all under the partition of their run (``pk`` = run id):
 
@@ -10,103 +10,42 @@ Items, all under the partition of their run (``pk`` = run id):
                         retries from fresh history (optimistic concurrency).
 ``sent``                the last version whose messages have all gone out.
 ``fact#ID``             an outside fact waiting for the decider, keyed by its
-                        identity, so a duplicate delivery is a no-op.
+                        identity (:func:`~flowy.core.protocol.fact_id`), so a
+                        duplicate delivery is a no-op.
 ``done#KEY``            the attempt KEY has an outcome in the history (timers
                         check it before timing an attempt out).
 ``beat#KEY``            when attempt KEY started and last heartbeated.
 
 A workflow id is claimed by an item ``pk = wfid#ID``.  Run items carry
 ``workflow`` and ``started_at`` for the ``runs_by_workflow`` index.
+
+The layout is the one :mod:`flowy.aws.store` has always written, so tables
+made before the backend seam keep working.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, cast
 
-from ..core.errors import ConfigurationError, ErrorInfo, ServiceError
-from ..core.events import (
-    CancelRequested,
-    Event,
-    Fact,
-    SignalReceived,
-    TaskCompleted,
-    TaskFailed,
-    TaskTimedOut,
-    TimerFired,
-    WorkflowStarted,
-    event_from_dict,
-    event_to_dict,
-)
+from ...core.errors import ConfigurationError, ErrorInfo, ServiceError
+from ...core.events import Event, Fact, event_from_dict, event_to_dict
+from ...core.protocol import fact_id, late_id, outcome_key
+from ...core.runs import IN_HISTORY, OPEN, Batch, RunRecord
 from .payloads import Payloads
 
 RUN_INDEX = "runs_by_workflow"
-OPEN, COMPLETED, FAILED, RESTARTED = "open", "completed", "failed", "restarted"
-IN_HISTORY = "in history"
+# DynamoDB can't be watched: wait_closed polls at this interval.
+POLL_INTERVAL = 0.2
+# Backoffs before each BatchWriteItem of unprocessed items (the first goes at once).
+_BATCH_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 
 
-def fact_id(fact: Fact) -> str:
-    """The identity of a fact: two deliveries of the same fact share it."""
-    if isinstance(fact, WorkflowStarted):
-        return "start"
-    if isinstance(fact, TimerFired):
-        return f"timer:{fact.key}"
-    if isinstance(fact, CancelRequested):
-        return "cancel"  # the first request wins; later ones are no-ops
-    if isinstance(fact, SignalReceived):
-        return f"signal:{fact.id}"
-    return outcome_id(type(fact).__name__, fact.key)
-
-
-def outcome_id(fact_type: str, key: str) -> str:
-    """The identity of an attempt's outcome of type ``fact_type``."""
-    return f"{fact_type}:{key}"
-
-
-def outcome_key(fact: Fact) -> str | None:
-    """The attempt a fact ends, if it is an attempt's outcome."""
-    if isinstance(fact, (TaskCompleted, TaskFailed, TaskTimedOut)):
-        return fact.key
-    return None
-
-
-class Batch(NamedTuple):
-    """One committed decision: the facts it took and the decisions it made."""
-
-    version: int
-    events: list[Event]
-    committed_at: float
-
-
-@dataclass
-class RunRecord:
-    """What the table says about one run."""
-
-    run_id: str
-    workflow: str  # name@version
-    status: str = OPEN
-    input: str = ""
-    started_at: float = field(default_factory=time.time)
-    closed_at: float | None = None
-    result: str | None = None
-    error: ErrorInfo | None = None
-    workflow_id: str | None = None
-    parent_run: str | None = None
-    parent_key: str | None = None
-    next_run: str | None = None
-    prev_run: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.workflow.partition("@")[0]
-
-
-class HistoryStore:
-    """Synchronous access to the table (boto3 DynamoDB client) and payloads."""
+class DynamoStore:
+    """:class:`~flowy.backends.base.RunStore` on a boto3 DynamoDB client;
+    payloads over the inline limit go to S3 through ``payloads``."""
 
     def __init__(self, dynamodb: Any, table: str, payloads: Payloads) -> None:
         self._db = dynamodb
@@ -122,10 +61,10 @@ class HistoryStore:
     def _unpack(self, attribute: dict[str, Any]) -> str:
         return self._payloads.unpack(json.loads(attribute["S"]))
 
-    def _put_new(self, item: dict[str, Any], **kwargs: Any) -> bool:
+    def _put_new(self, item: dict[str, Any]) -> bool:
         try:
             self._db.put_item(TableName=self.table, Item=item,
-                              ConditionExpression="attribute_not_exists(pk)", **kwargs)
+                              ConditionExpression="attribute_not_exists(pk)")
         except self._conditional_failed:
             return False
         return True
@@ -133,7 +72,6 @@ class HistoryStore:
     # -- runs -----------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> bool:
-        """Create the run item; False if it already exists (a re-sent creation)."""
         item: dict[str, Any] = {
             "pk": {"S": run.run_id}, "sk": {"S": "run"}, "ref": {"S": run.workflow},
             "workflow": {"S": run.name}, "status": {"S": run.status},
@@ -143,14 +81,6 @@ class HistoryStore:
             if value is not None:
                 item[name] = {"S": value}
         return self._put_new(item)
-
-    def start_run(self, run: RunRecord) -> tuple[str, str]:
-        """Create the run and put its start in its inbox, both idempotently;
-        returns the ``(run_id, why)`` notification that must follow."""
-        self.create_run(run)
-        started = WorkflowStarted(run.input, at=run.started_at)
-        self.add_fact(run.run_id, started)
-        return run.run_id, fact_id(started)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,
@@ -173,13 +103,17 @@ class HistoryStore:
 
     def close_run(self, run_id: str, status: str, at: float, *, result: str | None = None,
                   error: ErrorInfo | None = None, next_run: str | None = None) -> None:
+        # "status", "result" and "error" are DynamoDB reserved words: aliased.
         sets = ["#s = :s", "closed_at = :at"]
+        names = {"#s": "status"}
         values: dict[str, Any] = {":s": {"S": status}, ":at": {"N": repr(at)}}
         if result is not None:
             sets.append("#r = :r")
+            names["#r"] = "result"
             values[":r"] = self._pack(result)
         if error is not None:
             sets.append("#e = :e")
+            names["#e"] = "error"
             values[":e"] = {"S": json.dumps(error.to_dict())}
         if next_run is not None:
             sets.append("next_run = :n")
@@ -187,67 +121,48 @@ class HistoryStore:
         self._db.update_item(
             TableName=self.table, Key={"pk": {"S": run_id}, "sk": {"S": "run"}},
             UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeValues=values,
-            ExpressionAttributeNames={"#s": "status", **({"#r": "result"} if result else {}),
-                                      **({"#e": "error"} if error else {})})
+            ExpressionAttributeNames=names)
 
     def claim_workflow_id(self, workflow_id: str, run_id: str) -> str:
-        """Bind ``workflow_id`` to ``run_id``; returns the run it is bound to
-        (another one, if the id was claimed before)."""
         key = {"pk": {"S": f"wfid#{workflow_id}"}, "sk": {"S": "wfid"}}
         try:
             self._db.put_item(TableName=self.table, Item={**key, "run_id": {"S": run_id}},
                               ConditionExpression="attribute_not_exists(pk)",
                               ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except self._conditional_failed as exc:
+            # Emulators may not return the old item with the failure: read it.
             old = exc.response.get("Item") or self._db.get_item(
                 TableName=self.table, Key=key, ConsistentRead=True)["Item"]
             return old["run_id"]["S"]  # type: ignore[no-any-return]
         return run_id
 
-    def list_runs(self, workflow: str | None = None, status: str | None = None,
-                  limit: int = 50) -> list[RunRecord]:
-        """Runs, newest first, of one workflow (via the index, reading no more
-        pages than ``limit`` needs) or of all (a scan of the index, which holds
-        only run items)."""
-        runs = self.runs(workflow, status)
-        if workflow is not None:
-            return list(itertools.islice(runs, limit))
-        return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
-
     def runs(self, workflow: str | None = None, status: str | None = None
              ) -> Iterator[RunRecord]:
-        """Runs of one workflow (a name or ``name@version``), newest first, or
-        of all, in no order; pages are read as the iteration goes."""
-        filters: list[str] = []
+        """Runs of one workflow through the index (newest first, so that a
+        client's ``limit`` reads no more pages than it needs), or of all by a
+        scan of the index, which holds only run items, so no history is read."""
         values: dict[str, Any] = {}
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"IndexName": RUN_INDEX}
         if status is not None:
-            filters.append("#s = :s")
-            values[":s"] = {"S": status}
+            kwargs["FilterExpression"] = "#s = :s"
             kwargs["ExpressionAttributeNames"] = {"#s": "status"}
+            values[":s"] = {"S": status}
+        operation = "scan"
         if workflow is not None:
-            values[":w"] = {"S": workflow.partition("@")[0]}
             operation = "query"
-            kwargs.update(IndexName=RUN_INDEX, KeyConditionExpression="workflow = :w",
-                          ScanIndexForward=False)
-        else:  # the index holds only run items: a scan of it reads no history
-            operation = "scan"
-            kwargs["IndexName"] = RUN_INDEX
-        if filters:
-            kwargs["FilterExpression"] = " AND ".join(filters)
+            values[":w"] = {"S": workflow.partition("@")[0]}
+            kwargs.update(KeyConditionExpression="workflow = :w", ScanIndexForward=False)
         if values:  # DynamoDB refuses an empty map
             kwargs["ExpressionAttributeValues"] = values
         pages = self._db.get_paginator(operation).paginate(TableName=self.table, **kwargs)
         for page in pages:
             for item in page["Items"]:
                 run = self._run_from_item(item)
+                # The index is keyed by name: a version is filtered here.
                 if workflow is None or "@" not in workflow or run.workflow == workflow:
                     yield run
 
     def delete_run(self, run: RunRecord) -> int:
-        """Delete every item of a closed run and its workflow id; returns how
-        many.  The run item goes last, so that a purge cut short is finished
-        by the next one."""
         if run.status == OPEN:
             raise ConfigurationError(f"run {run.run_id} is open: only closed runs are deleted")
         pages = self._db.get_paginator("query").paginate(
@@ -269,21 +184,22 @@ class HistoryStore:
                              Key={"pk": {"S": run.run_id}, "sk": {"S": "run"}})
         return len(keys) + 1
 
+    def wait_closed(self, run_id: str, timeout: float) -> None:
+        time.sleep(max(0.0, min(timeout, POLL_INTERVAL)))
+
     # -- history --------------------------------------------------------------
 
     def read_batches(self, run_id: str) -> list[Batch]:
-        """The run's committed batches, in order: its whole history."""
         return [Batch(int(item["sk"]["S"].partition("#")[2]),
                       [event_from_dict(d) for d in json.loads(self._unpack(item["events"]))],
                       float(item["committed_at"]["N"]))
                 for item in self._query(run_id, "batch#")]
 
-    def commit(self, run_id: str, version: int, events: Sequence[Event]) -> bool:
-        """Write batch ``version``; False if another decider wrote it first."""
+    def commit(self, run_id: str, version: int, events: Sequence[Event], at: float) -> bool:
         payload = json.dumps([event_to_dict(e) for e in events], separators=(",", ":"))
+        # Zero-padded, so that the batches of a run sort by version.
         return self._put_new({"pk": {"S": run_id}, "sk": {"S": f"batch#{version:010d}"},
-                              "events": self._pack(payload),
-                              "committed_at": {"N": repr(time.time())}})
+                              "events": self._pack(payload), "committed_at": {"N": repr(at)}})
 
     def sent_version(self, run_id: str) -> int:
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,
@@ -293,47 +209,59 @@ class HistoryStore:
     # -- the inbox ------------------------------------------------------------
 
     def add_fact(self, run_id: str, fact: Fact) -> bool:
-        """Put a fact in the run's inbox; False if the same fact is there already."""
-        return self._put_fact(run_id, fact_id(fact), fact)
+        return self._put_new(self._fact_item(run_id, fact_id(fact), fact))
 
     def add_outcome(self, run_id: str, fact: Fact) -> bool:
-        """Put an attempt's outcome in the inbox, first outcome wins.
-
-        A second outcome of another kind (a result after a timeout) is kept as
-        a late fact, which the workflow records and ignores; the same outcome
-        twice (a duplicate delivery) is dropped.  True if something was added.
-        """
         key = outcome_key(fact)
-        assert key is not None
-        item = self._fact_item(run_id, f"fact#{key}", fact)
+        if key is None:
+            raise ValueError(f"{type(fact).__name__} is not an attempt's outcome")
+        # The first outcome is stored under the attempt's key alone, so that
+        # outcome_of finds it with one read whatever its type.
         try:
-            self._db.put_item(TableName=self.table, Item=item,
+            self._db.put_item(TableName=self.table, Item=self._fact_item(run_id, key, fact),
                               ConditionExpression="attribute_not_exists(pk)",
                               ReturnValuesOnConditionCheckFailure="ALL_OLD")
             return True
         except self._conditional_failed as exc:
             old = exc.response.get("Item")
             if old is not None and old.get("type", {}).get("S") == type(fact).__name__:
-                return False
-        return self._put_fact(run_id, f"{key}#late#{type(fact).__name__}", fact)
+                return False  # a duplicate delivery of the same outcome
+        return self._put_new(self._fact_item(run_id, late_id(key, type(fact).__name__), fact))
 
-    def _fact_item(self, run_id: str, sort_key: str, fact: Fact) -> dict[str, Any]:
-        return {"pk": {"S": run_id}, "sk": {"S": sort_key}, "type": {"S": type(fact).__name__},
+    def _fact_item(self, run_id: str, ident: str, fact: Fact) -> dict[str, Any]:
+        return {"pk": {"S": run_id}, "sk": {"S": f"fact#{ident}"},
+                "type": {"S": type(fact).__name__},
                 "event": self._pack(json.dumps(event_to_dict(fact)))}
 
-    def _put_fact(self, run_id: str, ident: str, fact: Fact) -> bool:
-        return self._put_new(self._fact_item(run_id, f"fact#{ident}", fact))
-
     def read_inbox(self, run_id: str) -> list[tuple[str, Fact]]:
-        """Waiting facts as (sort key, fact), in the order they arrived."""
-        facts = [(item["sk"]["S"], event_from_dict(json.loads(self._unpack(item["event"]))))
+        # Only facts are written under "fact#": the cast records that.
+        facts = [(item["sk"]["S"],
+                  cast(Fact, event_from_dict(json.loads(self._unpack(item["event"])))))
                  for item in self._query(run_id, "fact#")]
+        # Items come in key order; their stamps say when they arrived (a
+        # stable sort keeps key order among equal stamps).
         facts.sort(key=lambda pair: pair[1].at)
-        return facts  # type: ignore[return-value]
+        return facts
+
+    def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
+                sent_version: int) -> None:
+        requests: list[dict[str, Any]] = []
+        done: set[str] = set()
+        for sort_key, fact in consumed:
+            requests.append({"DeleteRequest": {"Key": {"pk": {"S": run_id},
+                                                       "sk": {"S": sort_key}}}})
+            key = outcome_key(fact)
+            if key is not None and key not in done:  # a batch can't put one key twice
+                done.add(key)
+                requests.append({"PutRequest": {"Item": {"pk": {"S": run_id},
+                                                         "sk": {"S": f"done#{key}"}}}})
+        requests.append({"PutRequest": {"Item": {"pk": {"S": run_id}, "sk": {"S": "sent"},
+                                                 "version": {"N": str(sent_version)}}}})
+        self._batch_write(requests)
+
+    # -- attempts -------------------------------------------------------------
 
     def outcome_of(self, run_id: str, key: str) -> str | None:
-        """How attempt ``key`` ended: the type of its outcome while that waits in
-        the inbox, :data:`IN_HISTORY` once a decider took it, or None."""
         response = self._db.batch_get_item(RequestItems={self.table: {
             "Keys": [{"pk": {"S": run_id}, "sk": {"S": sk}}
                      for sk in (f"fact#{key}", f"done#{key}")],
@@ -344,26 +272,6 @@ class HistoryStore:
             return IN_HISTORY
         waiting = items.get(f"fact#{key}")
         return None if waiting is None else str(waiting["type"]["S"])
-
-    def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
-                sent_version: int) -> None:
-        """After a commit and its sends: clear the consumed facts, remember the
-        outcomes, and record that ``sent_version`` has gone out."""
-        requests: list[dict[str, Any]] = []
-        done: set[str] = set()
-        for sort_key, fact in consumed:
-            requests.append({"DeleteRequest": {"Key": {"pk": {"S": run_id},
-                                                       "sk": {"S": sort_key}}}})
-            key = outcome_key(fact)
-            if key is not None and key not in done:
-                done.add(key)
-                requests.append({"PutRequest": {"Item": {"pk": {"S": run_id},
-                                                         "sk": {"S": f"done#{key}"}}}})
-        requests.append({"PutRequest": {"Item": {"pk": {"S": run_id}, "sk": {"S": "sent"},
-                                                 "version": {"N": str(sent_version)}}}})
-        self._batch_write(requests)
-
-    # -- attempts -------------------------------------------------------------
 
     def record_beat(self, run_id: str, key: str, at: float, details: str | None = None,
                     *, start: bool = False) -> None:
@@ -378,7 +286,6 @@ class HistoryStore:
                              ExpressionAttributeValues=values)
 
     def get_beat(self, run_id: str, key: str) -> tuple[float, str | None] | None:
-        """(last heartbeat time, details) of a started attempt, or None."""
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,
                                  Key={"pk": {"S": run_id}, "sk": {"S": f"beat#{key}"}}
                                  ).get("Item")
@@ -397,9 +304,11 @@ class HistoryStore:
             yield from page["Items"]
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """Write in batches of 25 (the DynamoDB maximum), retrying what a
+        throttled table leaves unprocessed."""
         for start in range(0, len(requests), 25):
             pending: dict[str, Any] = {self.table: requests[start:start + 25]}
-            for delay in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2):
+            for delay in _BATCH_BACKOFF:
                 time.sleep(delay)
                 pending = self._db.batch_write_item(RequestItems=pending)["UnprocessedItems"]
                 if not pending:

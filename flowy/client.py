@@ -1,51 +1,57 @@
-"""Starting runs and looking at them: the user's side of the AWS engine."""
+"""Starting runs and looking at them: the user's side of the engine, on any backend."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..codec import DEFAULT_CODEC
-from ..core.codec import Codec
-from ..core.errors import EncodeError, FlowyError, TaskError
-from ..core.events import CancelRequested, Event, SignalReceived, TaskScheduled
-from ..tracing import Trace, build_run_trace
-from .backend import Backend
-from .decider import child_run_id
-from .definitions import AWSWorkflow, Registry
-from .settings import AWSSettings
-from .store import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord, fact_id
-
-
-class RunNotFound(FlowyError, LookupError):
-    """No run has this id in the namespace."""
+from .backends.base import Backend
+from .codec import DEFAULT_CODEC
+from .core.codec import Codec
+from .core.errors import ConfigurationError, EncodeError, RunNotFound, TaskError
+from .core.events import CancelRequested, Event, SignalReceived, TaskScheduled
+from .core.protocol import child_run_id
+from .core.runs import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord
+from .declaration import Registry, Workflow
+from .tracing import Trace, build_run_trace
+from .worker.inbox import notify, start_run, tell
 
 
 class FlowyClient:
-    """Start runs, wait for them, list them, read their histories and traces."""
+    """Start runs, wait for them, list them, signal or cancel them, read their
+    histories and traces.
 
-    def __init__(self, settings: AWSSettings | None = None,
-                 backend: Backend | None = None, registry: Registry | None = None) -> None:
-        """``registry``: the workflows whose results this client decodes with
-        their own codecs (besides those it starts); others decode as JSON."""
-        self.backend = backend or Backend.connect(settings)
-        self.store = self.backend.store
-        self.workflows: dict[str, AWSWorkflow] = dict(registry.workflows) if registry else {}
+    ``backend`` is where the runs live: by default the AWS namespace that
+    ``settings`` (or the environment) names.  ``registry``: the workflows
+    whose results this client decodes with their own codecs (besides those it
+    starts); others decode as JSON.
+    """
 
-    def start(self, workflow: AWSWorkflow, *args: Any, workflow_id: str | None = None,
+    def __init__(self, backend: Backend | None = None, *, settings: Any = None,
+                 registry: Registry | None = None) -> None:
+        if backend is None:
+            from .backends.aws import connect
+
+            backend = connect(settings)
+        self.backend = backend
+        self.store = backend.store
+        self.registry = registry if registry is not None else Registry(source="this client")
+
+    def start(self, workflow: Workflow, *args: Any, workflow_id: str | None = None,
               **kwargs: Any) -> RunHandle:
         """Start a run of ``workflow`` with these arguments and return at once.
 
         With ``workflow_id``, at most one run ever starts for that id: starting
         it again returns the run that the first start made.
         """
-        encoded = workflow.codec.encode([list(args), kwargs])
-        self.workflows[workflow.ref] = workflow
+        encoded = workflow.codec.encode([list(args), kwargs])  # EncodeError names the culprit
+        ref = self.registry.add(workflow)
         run_id = uuid.uuid4().hex
-        record = RunRecord(run_id, workflow.ref, input=encoded, workflow_id=workflow_id)
+        record = RunRecord(run_id, ref, started_at=self.backend.clock.now(),
+                           input=encoded, workflow_id=workflow_id)
         if workflow_id is not None:
             owner = self.store.claim_workflow_id(workflow_id, run_id)
             # An earlier start of this id may have died half-way: finish it
@@ -53,14 +59,14 @@ class FlowyClient:
             record = self.store.get_run(owner) or dataclasses.replace(record, run_id=owner)
             if record.status != OPEN:
                 return RunHandle(self, owner)
-        self.backend.queues.notify([self.store.start_run(record)])
+        notify(self.backend, [start_run(self.backend, record)])
         return RunHandle(self, record.run_id)
 
     def status(self, run_id: str) -> RunRecord:
         record = self.store.get_run(run_id)
         if record is None:
-            raise RunNotFound(f"no run {run_id} in namespace {self.backend.settings.namespace}; "
-                              "check the id and FLOWY_NAMESPACE")
+            raise RunNotFound(f"no run {run_id} in {self.backend.name}; check the id "
+                              "(and FLOWY_NAMESPACE)")
         return record
 
     def last_run(self, run_id: str) -> RunRecord:
@@ -70,6 +76,15 @@ class FlowyClient:
             record = self.status(record.next_run)
         return record
 
+    def run_ids(self, run_id: str) -> list[str]:
+        """The ids of the run and of the runs it restarted as, in order."""
+        ids = [run_id]
+        record = self.status(run_id)
+        while record.status == RESTARTED and record.next_run is not None:
+            ids.append(record.next_run)
+            record = self.status(record.next_run)
+        return ids
+
     def signal(self, run_id: str, name: str, value: Any = None, *,
                signal_id: str | None = None) -> bool:
         """Send the run (or the run it restarted as) a signal: its workflow's
@@ -78,7 +93,7 @@ class FlowyClient:
         False, sending nothing, if the run had already closed."""
         return self._tell(run_id, lambda record: SignalReceived(
             name, self._codec(record).encode(value), signal_id or uuid.uuid4().hex,
-            at=time.time()))
+            at=self.backend.clock.now()))
 
     def cancel(self, run_id: str, reason: str = "") -> bool:
         """Ask the run (or the run it restarted as) to stop: it fails with
@@ -86,7 +101,8 @@ class FlowyClient:
         Tasks already queued or running still run, and their results are
         recorded as late.  Returns False, changing nothing, if the run had
         already closed."""
-        return self._tell(run_id, lambda record: CancelRequested(reason, at=time.time()))
+        return self._tell(run_id, lambda record: CancelRequested(
+            reason, at=self.backend.clock.now()))
 
     def _tell(self, run_id: str,
               fact_for: Callable[[RunRecord], CancelRequested | SignalReceived]) -> bool:
@@ -94,15 +110,14 @@ class FlowyClient:
         record = self.last_run(run_id)
         if record.status != OPEN:
             return False
-        fact = fact_for(record)
-        self.store.add_fact(record.run_id, fact)
-        self.backend.queues.notify([(record.run_id, fact_id(fact))])
+        notify(self.backend, [tell(self.backend, record.run_id, fact_for(record))])
         return True
 
-    def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> Any:
+    def wait(self, run_id: str, timeout: float | None = None) -> Any:
         """The run's result (following restarts); raises TaskError if it failed
         and TimeoutError if it is not done within ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        clock = self.backend.clock
+        deadline = None if timeout is None else clock.now() + timeout
         while True:
             record = self.last_run(run_id)
             if record.status == COMPLETED:
@@ -110,15 +125,16 @@ class FlowyClient:
             if record.status == FAILED:
                 assert record.error is not None
                 raise TaskError.from_info(record.error)
-            if deadline is not None and time.monotonic() > deadline:
+            remaining = 60.0 if deadline is None else deadline - clock.now()
+            if remaining <= 0:
                 raise TimeoutError(f"run {run_id} is still {record.status} after {timeout} s")
-            time.sleep(poll)
+            self.store.wait_closed(record.run_id, remaining)
 
     def _decode_result(self, record: RunRecord) -> Any:
         try:
             return self._codec(record).decode(record.result or "null")
         except EncodeError as exc:
-            if record.workflow in self.workflows:
+            if record.workflow in self.registry.workflows:
                 raise
             raise EncodeError(f"{exc}. This client does not know workflow {record.workflow}, "
                               "so it decodes its result with the default codec: give it the "
@@ -126,13 +142,17 @@ class FlowyClient:
                               "flowy wait --definitions DEFS)") from exc
 
     def _codec(self, record: RunRecord) -> Codec:
-        workflow = self.workflows.get(record.workflow)
+        workflow = self.registry.workflows.get(record.workflow)
         return workflow.codec if workflow is not None else DEFAULT_CODEC
 
     def list_runs(self, workflow: str | None = None, status: str | None = None,
                   limit: int = 50) -> list[RunRecord]:
-        """Runs, newest first; ``workflow`` is a name or ``name@version``."""
-        return self.store.list_runs(workflow, status, limit)
+        """Runs, newest first; ``workflow`` is a name or ``name@version``.  For one
+        workflow, only as many are read as ``limit`` needs."""
+        runs = self.store.runs(workflow, status)
+        if workflow is not None:
+            return list(itertools.islice(runs, limit))
+        return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
 
     def purge(self, closed_before: float, workflow: str | None = None) -> list[str]:
         """Delete the runs (of ``workflow``, or all) that closed before
@@ -153,24 +173,28 @@ class FlowyClient:
     def trace(self, run_id: str) -> Trace:
         """The trace of the run and the runs it restarted as, sub-workflows nested."""
         runs = []
-        record: RunRecord | None = self.status(run_id)
-        while record is not None:
-            history = self.history(record.run_id)
-            children = {e.key: self.trace(child_run_id(record.run_id, e.key))
+        for record_id in self.run_ids(run_id):
+            record = self.status(record_id)
+            history = self.history(record_id)
+            children = {e.key: self.trace(child_run_id(record_id, e.key))
                         for e in history
                         if isinstance(e, TaskScheduled) and e.kind == "workflow"
-                        and self.store.get_run(child_run_id(record.run_id, e.key))}
-            runs.append(build_run_trace(record.workflow, record.run_id, history, children))
-            record = self.store.get_run(record.next_run) if record.next_run else None
+                        and self.store.get_run(child_run_id(record_id, e.key))}
+            runs.append(build_run_trace(record.name, record_id, history, children))
         return Trace(runs=tuple(runs))
 
 
 class RunHandle:
-    """A started run: its id, status and result."""
+    """A started run, followed across its restarts: its status, result and trace."""
 
     def __init__(self, client: FlowyClient, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The ids of this run and of the runs it restarted as, in order."""
+        return self.client.run_ids(self.run_id)
 
     def status(self) -> str:
         return self.client.last_run(self.run_id).status
@@ -178,17 +202,33 @@ class RunHandle:
     def done(self) -> bool:
         return self.status() in (COMPLETED, FAILED)
 
-    def result(self, timeout: float | None = None) -> Any:
-        return self.client.wait(self.run_id, timeout)
+    def result(self, timeout: float | None = None, *, wait_for_tasks: bool = False) -> Any:
+        """The run's result; raises TaskError if it failed, TimeoutError if not
+        done in time.  With ``wait_for_tasks`` (in-memory backend only), also
+        wait until tasks still running when the run closed have ended and their
+        late results are recorded."""
+        try:
+            return self.client.wait(self.run_id, timeout)
+        finally:
+            if wait_for_tasks:
+                join = self.client.backend.join
+                if join is None:
+                    raise ConfigurationError("wait_for_tasks needs a backend that can be "
+                                             f"joined, such as the in-memory one, not "
+                                             f"{self.client.backend.name}")
+                join(timeout)
 
     def signal(self, name: str, value: Any = None) -> bool:
+        """Send the run (or the run it restarted as) a signal; see :meth:`FlowyClient.signal`."""
         return self.client.signal(self.run_id, name, value)
 
     def cancel(self, reason: str = "") -> bool:
+        """Ask the run to stop; see :meth:`FlowyClient.cancel`."""
         return self.client.cancel(self.run_id, reason)
+
+    def trace(self) -> Trace:
+        """The execution so far, as a :class:`flowy.tracing.Trace`."""
+        return self.client.trace(self.run_id)
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id}>"
-
-
-__all__ = ["OPEN", "FlowyClient", "RunHandle", "RunNotFound"]

@@ -1,20 +1,23 @@
-"""``flowy`` commands for the AWS engine: processes, runs, and the local stack."""
+"""``flowy`` commands: processes, runs, and the local stack; one handler per command."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import ConfigurationError, FlowyError
+from ..backends.base import DECISIONS, TIMERS, task_queue
+from ..client import FlowyClient
+from ..core.errors import ConfigurationError, FlowyError, TaskError
 from ..core.events import event_to_dict
-
-COMMANDS = ("setup", "decider", "worker", "start", "status", "wait", "list", "history", "trace",
-            "signal", "cancel", "purge", "redrive", "dev", "demo")
+from ..core.runs import RunRecord
+from ..declaration import Registry, check_task_list, load_registry
 
 
 def add_commands(commands: Any) -> None:
@@ -28,7 +31,7 @@ def add_commands(commands: Any) -> None:
     group.add_argument("--region", help="AWS region (default $AWS_REGION or us-east-1)")
     defs = argparse.ArgumentParser(add_help=False)
     defs.add_argument("definitions", metavar="DEFS",
-                      help="module declaring AWSWorkflows, e.g. examples.aws_defs "
+                      help="module declaring Workflows, e.g. examples.aws_defs "
                            "(or module:attribute)")
 
     def add(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -105,101 +108,162 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import aws_stack  # imports boto3: only when an AWS command runs
-
     if os.getcwd() not in sys.path:  # DEFS modules live in the project, as for `python -m`
         sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    logging.getLogger("aiobotocore").setLevel(logging.WARNING)
     try:
-        return _dispatch(args, aws_stack)
+        return HANDLERS[args.command](args)
     except FlowyError as exc:  # bad input or an unreachable service: say what, no traceback
         print(f"flowy {args.command}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigurationError) else 1
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from ..aws.settings import AWSSettings
+    from ..backends.aws.settings import AWSSettings
     return AWSSettings.from_env(namespace=getattr(args, "namespace", None),
                                 endpoint_url=getattr(args, "endpoint_url", None),
                                 region=getattr(args, "region", None))
 
 
-def _dispatch(args: argparse.Namespace, stack: Any) -> int:
-    from ..aws import FlowyClient, Registry, load_registry
-    from ..aws.processes import run_decider, run_worker
+def _backend(args: argparse.Namespace) -> Any:
+    from ..backends.aws import connect  # imports boto3: only when an AWS command runs
+    return connect(_settings(args))
 
-    command = args.command
-    if command == "dev":
-        return stack.dev(args.definitions, args.port, args.namespace)  # type: ignore[no-any-return]
-    if command == "demo":
-        return stack.demo(args.output, args.workflow)  # type: ignore[no-any-return]
-    settings = _settings(args)
+
+def _registry(args: argparse.Namespace) -> Registry:
     definitions = getattr(args, "definitions", None)
-    registry = load_registry(definitions) if definitions else Registry([], "no definitions")
-    if command == "decider":
-        run_decider(registry, settings, threads=args.threads, cache_size=args.cache_size,
-                    poll_wait=args.poll_wait)
-        return 0
-    if command == "worker":
-        run_worker(registry, settings, task_lists=args.task_lists,
-                   concurrency=args.concurrency, poll_wait=args.poll_wait, grace=args.grace)
-        return 0
-    client = FlowyClient(settings, registry=registry)
-    if command == "setup":
-        client.backend.ensure_resources(registry.task_lists())
-        print(f"namespace {settings.namespace}: table {settings.table}, queues for task lists "
-              f"{', '.join(registry.task_lists()) or '(none)'}, bucket {settings.payload_bucket}")
-        return 0
-    if command == "start":
-        handle = client.start(registry.latest(args.workflow), *map(_json_arg, args.args),
-                              workflow_id=args.workflow_id, **_json_object(args.kwargs))
-        print(handle.run_id)
-        if args.wait:
-            return _print_result(client, handle.run_id, args.timeout)
-        return 0
-    if command == "wait":
-        return _print_result(client, args.run_id, args.timeout)
-    if command == "status":
-        record = client.last_run(args.run_id)
-        print(json.dumps(stack.describe(record), indent=2))
-        return 0
-    if command == "list":
-        for record in client.list_runs(args.workflow, args.status, args.limit):
-            print(f"{record.run_id}  {record.workflow:<24} {record.status:<10} "
-                  f"{stack.when(record.started_at)}")
-        return 0
-    if command == "history":
-        for event in client.history(args.run_id):
-            print(json.dumps(event_to_dict(event)))
-        return 0
-    if command == "trace":
-        written = client.trace(args.run_id).render(args.output)
-        print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
-        return 0 if written else 1
-    if command == "signal":
-        sent = client.signal(args.run_id, args.name, _json_arg(args.value),
-                             signal_id=args.signal_id)
-        return _told(sent, f"signal {args.name} sent to run {args.run_id}",
-                     f"run {args.run_id} has already closed; signal not sent")
-    if command == "cancel":
-        return _told(client.cancel(args.run_id, args.reason),
-                     f"cancel requested for run {args.run_id}",
-                     f"run {args.run_id} has already closed; nothing to cancel")
-    if command == "redrive":
-        queue = {"decisions": settings.decision_queue, "timers": settings.timer_queue,
-                 "tasks": settings.task_queue(args.task_list)}[args.queue]
-        moved = client.backend.queues.redrive(queue)
-        print(f"moved {moved} message(s) from {settings.dead_letter_queue(queue)} back to "
-              f"{queue}")
-        return 0
-    if command == "purge":
-        purged = client.purge(time.time() - args.days * 86400, args.workflow)
-        print(f"deleted {len(purged)} closed run(s) of namespace {settings.namespace}")
-        return 0
-    raise AssertionError(command)
+    return load_registry(definitions) if definitions else Registry([], "no definitions")
+
+
+def _client(args: argparse.Namespace) -> FlowyClient:
+    return FlowyClient(_backend(args), registry=_registry(args))
+
+
+def _setup(args: argparse.Namespace) -> int:
+    backend, registry = _backend(args), _registry(args)
+    backend.ensure_resources(registry.task_lists())
+    settings = backend.settings
+    print(f"namespace {settings.namespace}: table {settings.table}, queues for task lists "
+          f"{', '.join(registry.task_lists()) or '(none)'}, bucket {settings.payload_bucket}")
+    return 0
+
+
+def _decider(args: argparse.Namespace) -> int:
+    from ..worker.processes import run_decider
+    run_decider(_registry(args), _backend(args), threads=args.threads,
+                cache_size=args.cache_size, poll_wait=args.poll_wait)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from ..worker.processes import run_worker
+    run_worker(_registry(args), _backend(args), task_lists=args.task_lists,
+               concurrency=args.concurrency, poll_wait=args.poll_wait, grace=args.grace)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    client = _client(args)
+    registry = _registry(args)
+    handle = client.start(registry.latest(args.workflow), *map(_json_arg, args.args),
+                          workflow_id=args.workflow_id, **_json_object(args.kwargs))
+    print(handle.run_id)
+    return _print_result(client, handle.run_id, args.timeout) if args.wait else 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    return _print_result(_client(args), args.run_id, args.timeout)
+
+
+def _status(args: argparse.Namespace) -> int:
+    record = _client(args).last_run(args.run_id)
+    print(json.dumps(describe(record), indent=2))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    for record in _client(args).list_runs(args.workflow, args.status, args.limit):
+        print(f"{record.run_id}  {record.workflow:<24} {record.status:<10} "
+              f"{when(record.started_at)}")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    for event in _client(args).history(args.run_id):
+        print(json.dumps(event_to_dict(event)))
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    written = _client(args).trace(args.run_id).render(args.output)
+    print(written or "trace not rendered: install graphviz (apt-get install graphviz)")
+    return 0 if written else 1
+
+
+def _signal(args: argparse.Namespace) -> int:
+    sent = _client(args).signal(args.run_id, args.name, _json_arg(args.value),
+                                signal_id=args.signal_id)
+    return _told(sent, f"signal {args.name} sent to run {args.run_id}",
+                 f"run {args.run_id} has already closed; signal not sent")
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    return _told(_client(args).cancel(args.run_id, args.reason),
+                 f"cancel requested for run {args.run_id}",
+                 f"run {args.run_id} has already closed; nothing to cancel")
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    queue = {"decisions": DECISIONS, "timers": TIMERS,
+             "tasks": task_queue(check_task_list(args.task_list))}[args.queue]
+    backend = _backend(args)
+    moved = backend.queues.redrive(queue)
+    name = backend.settings.queue_name(queue)
+    print(f"moved {moved} message(s) from {backend.settings.dead_letter_queue(name)} back to "
+          f"{name}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    client = _client(args)
+    purged = client.purge(time.time() - args.days * 86400, args.workflow)
+    print(f"deleted {len(purged)} closed run(s) of {client.backend.name}")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from .aws_stack import dev
+    return dev(args.definitions, args.port, args.namespace)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .aws_stack import demo
+    return demo(args.output, args.workflow)
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "setup": _setup, "decider": _decider, "worker": _worker, "start": _start, "wait": _wait,
+    "status": _status, "list": _list, "history": _history, "trace": _trace,
+    "signal": _signal, "cancel": _cancel, "redrive": _redrive, "purge": _purge, "dev": _dev,
+    "demo": _demo}
+COMMANDS = tuple(HANDLERS)
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+
+
+def describe(record: RunRecord) -> dict[str, Any]:
+    return {"run_id": record.run_id, "workflow": record.workflow, "status": record.status,
+            "started": when(record.started_at), "closed": when(record.closed_at),
+            "workflow_id": record.workflow_id, "result": record.result,
+            "error": None if record.error is None else
+            f"{record.error.type_name}: {record.error.message}",
+            "restarted_from": record.prev_run, "parent_run": record.parent_run}
 
 
 def _told(told: bool, done: str, closed: str) -> int:
@@ -225,8 +289,7 @@ def _json_arg(text: str) -> Any:
         return text
 
 
-def _print_result(client: Any, run_id: str, timeout: float | None) -> int:
-    from ..core.errors import TaskError
+def _print_result(client: FlowyClient, run_id: str, timeout: float | None) -> int:
     try:
         print(json.dumps(client.wait(run_id, timeout), default=repr))
     except TaskError as exc:

@@ -13,13 +13,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..core.errors import FlowyError
+from ...core.errors import PayloadError
 
 INLINE_LIMIT = 200_000  # bytes of UTF-8; leaves room for the rest of an item or message
-
-
-class PayloadError(FlowyError):
-    """A payload could not be stored or fetched."""
 
 
 class Payloads:

@@ -1,9 +1,7 @@
-"""The bodies of the engine's SQS messages, validated on receipt.
+"""The bodies of the engine's queue messages, validated on receipt.
 
 A body that does not parse is *poison*: the receiver sends it to the queue's
-dead-letter queue with the reason as a message attribute, logs the reason,
-and goes on.  Payloads ride inside as ``{"data": ...}`` or ``{"blob": key}``
-(see :mod:`flowy.aws.payloads`).
+dead-letter queue with the reason, logs it, and goes on.
 """
 
 from __future__ import annotations
@@ -13,13 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..core.errors import FlowyError
+from ..backends.base import Outgoing
+from ..core.errors import MalformedMessage
 
 TimerKind = Literal["timer", "schedule_to_start", "start_to_close", "heartbeat"]
-
-
-class MalformedMessage(FlowyError):
-    """A message body that is not one of ours; it goes to the dead-letter queue."""
 
 
 class _Body(BaseModel):
@@ -33,12 +28,13 @@ class Notification(_Body):
 
 
 class TaskMessage(_Body):
-    """Activity queue: run one attempt."""
+    """Activity queue: run one attempt of ``workflow``'s activity ``dependency``."""
 
     run: str
     key: str
-    activity: str  # name@version
-    input: dict[str, str]
+    workflow: str  # name@version: its declaration binds the dependency to a function
+    dependency: str
+    input: str
     start_to_close: float | None = None
     heartbeat: float | None = None
     schedule_to_start: float | None = None
@@ -72,3 +68,20 @@ def parse(model: type[_Body], body: str) -> _Body:
 def dedup_id(*parts: str) -> str:
     """A FIFO deduplication id (at most 128 characters) for a message's identity."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def notification(run: str, why: str) -> Outgoing:
+    """A decision-queue message saying that run ``run`` has news; ``why``
+    identifies the news, so that a re-sent notification is deduplicated."""
+    return Outgoing(Notification(run=run).model_dump_json(), group=run,
+                    dedup=dedup_id(run, why))
+
+
+def timer_delay(fire_at: float, now: float, max_delay: float) -> float:
+    """Seconds to delay a timer message, at most ``max_delay``: a later timer
+    is re-armed when it arrives early.  (Backends round up, never down.)"""
+    return max(0.0, min(max_delay, fire_at - now))
+
+
+def timer_outgoing(timer: TimerMessage, now: float, max_delay: float) -> Outgoing:
+    return Outgoing(timer.model_dump_json(), delay=timer_delay(timer.fire_at, now, max_delay))

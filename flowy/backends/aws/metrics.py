@@ -1,9 +1,11 @@
 """Counting AWS requests by API, with botocore event hooks.
 
-Every client the engine makes is registered with :func:`count_requests`.
-When ``FLOWY_REQUEST_COUNTS`` names a directory, each process writes its
-counts there as ``<pid>.json`` when it exits, so a benchmark can add up the
-requests of its decider and worker processes.
+Counting is opt-in: :func:`flowy.backends.aws.connect` registers
+:func:`count_requests` on its clients only when asked (``count_requests=True``)
+or when ``FLOWY_REQUEST_COUNTS`` names a directory, in which case each process
+writes its counts there as ``<pid>.json`` when it exits, so a benchmark can
+add up the requests of its decider and worker processes.  Without it, no hook
+runs on the request path.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _count(params: dict[str, Any], model: Any, **_kwargs: Any) -> None:
 
 
 def count_requests(client: Any) -> None:
-    """Count every API call ``client`` (boto3 or aioboto3) makes, by API."""
+    """Count every API call the boto3 ``client`` makes, by API."""
     global _dump_registered
     client.meta.events.register("before-parameter-build", _count)
     directory = os.environ.get("FLOWY_REQUEST_COUNTS")

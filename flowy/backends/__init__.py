@@ -1,0 +1,1 @@
+"""Where the engine keeps its state: the protocols, the in-memory backend, AWS."""

@@ -1,0 +1,144 @@
+"""The pure rules of the engine's protocol, written once for every backend.
+
+* the identity of a fact, under which it enters a run's inbox, so that a
+  duplicate delivery is a no-op;
+* the ids of the runs a run starts (sub-workflows, its restart), derived
+  from the run, so that a re-sent start makes the same run;
+* where a cancel or a signal goes on to;
+* how a sub-workflow's end becomes its parent's fact;
+* whether a timeout timer that came due times its attempt out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .events import (
+    CancelRequested,
+    Event,
+    Fact,
+    SignalReceived,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskTimedOut,
+    TimeoutType,
+    TimerFired,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowRestarted,
+    WorkflowStarted,
+)
+from .runs import IN_HISTORY
+
+# -- identities ---------------------------------------------------------------
+
+
+def fact_id(fact: Fact) -> str:
+    """The identity of a fact: two deliveries of the same fact share it."""
+    if isinstance(fact, WorkflowStarted):
+        return "start"
+    if isinstance(fact, TimerFired):
+        return f"timer:{fact.key}"
+    if isinstance(fact, CancelRequested):
+        return "cancel"  # the first request wins; later ones are no-ops
+    if isinstance(fact, SignalReceived):
+        return f"signal:{fact.id}"
+    return outcome_id(type(fact).__name__, fact.key)
+
+
+def outcome_id(fact_type: str, key: str) -> str:
+    """The identity of an attempt's outcome of type ``fact_type``."""
+    return f"{fact_type}:{key}"
+
+
+def outcome_key(fact: Fact) -> str | None:
+    """The attempt a fact ends, if it is an attempt's outcome."""
+    if isinstance(fact, (TaskCompleted, TaskFailed, TaskTimedOut)):
+        return fact.key
+    return None
+
+
+def late_id(key: str, fact_type: str) -> str:
+    """Where an attempt's second kind of outcome waits (a result after a timeout)."""
+    return f"{key}#late#{fact_type}"
+
+
+def child_run_id(run_id: str, key: str) -> str:
+    """The id of the sub-workflow run that attempt ``key`` of ``run_id`` starts."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowy:{run_id}/{key}").hex
+
+
+def restarted_run_id(run_id: str) -> str:
+    """The id of the run that ``run_id`` restarts as (continue-as-new)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowy:{run_id}/restart").hex
+
+
+# -- facts for other runs -----------------------------------------------------
+
+
+def passed_on(run_id: str, history: Sequence[Event], batch: Sequence[Event]
+              ) -> list[tuple[str, Fact]]:
+    """The facts of ``batch`` (the last events of ``history``) meant for other
+    runs, with their targets: a cancel goes on to the sub-workflows that have
+    not reported back, and a cancel or a signal that came after a restart to
+    the run this one restarted as."""
+    passed = [e for e in batch if isinstance(e, (CancelRequested, SignalReceived))]
+    if not passed:
+        return []  # the common case: no scan of the history
+    before = history[:len(history) - len(batch)]
+    restarted = any(isinstance(e, WorkflowRestarted) for e in before)
+    targets: list[tuple[str, Fact]] = []
+    for fact in passed:
+        if restarted:
+            targets.append((restarted_run_id(run_id), fact))
+        if isinstance(fact, CancelRequested):
+            reported = {e.key for e in history if isinstance(e, (TaskCompleted, TaskFailed))}
+            targets += [(child_run_id(run_id, e.key), fact) for e in history
+                        if isinstance(e, TaskScheduled) and e.kind == "workflow"
+                        and e.key not in reported]
+    return targets
+
+
+def parent_outcome(closing: WorkflowCompleted | WorkflowFailed, parent_key: str,
+                   started_at: float) -> Fact:
+    """A sub-workflow's end, as the outcome of the parent's attempt ``parent_key``."""
+    outcome: Fact
+    if isinstance(closing, WorkflowCompleted):
+        outcome = TaskCompleted(parent_key, closing.result, started_at, at=closing.at)
+    else:
+        outcome = TaskFailed(parent_key, closing.error, started_at, at=closing.at)
+    return outcome
+
+
+# -- timeouts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutCheck:
+    """What a due timeout timer means: notify about the fact ``news`` (None:
+    nothing), after recording ``timed_out`` if set, or check again at ``recheck_at``."""
+
+    news: str | None = None
+    timed_out: TaskTimedOut | None = None
+    recheck_at: float | None = None
+
+
+def check_timeout(kind: TimeoutType, key: str, *, ended: str | None,
+                  beat: tuple[float, str | None] | None, limit: float | None,
+                  now: float) -> TimeoutCheck:
+    """Whether attempt ``key`` timed out (``kind``), given how it ``ended``
+    (see ``RunStore.outcome_of``) and its last ``beat``.  A timer message can
+    come twice, so news already recorded is notified again."""
+    if ended is not None:  # the attempt ended (in time, or timed out before)
+        return TimeoutCheck(None if ended == IN_HISTORY else outcome_id(ended, key))
+    if kind == "schedule_to_start" and beat is not None:
+        return TimeoutCheck()  # it started in time
+    if kind == "heartbeat" and beat is not None and limit is not None:
+        due = beat[0] + limit
+        if due > now:
+            return TimeoutCheck(recheck_at=due)
+    timed_out = TaskTimedOut(key, kind, beat[1] if beat else None, at=now)
+    return TimeoutCheck(fact_id(timed_out), timed_out)

@@ -1,0 +1,66 @@
+"""Gathering single requests from many threads into batches of up to ten.
+
+Many attempts finish at about the same time; sending each one's
+notification and acknowledging each one's message separately would cost a
+request apiece.  The first thread to submit into an empty :class:`Batcher`
+leads the batch: it waits at most ``max_delay`` seconds (or until the batch
+has ``max_size`` items), then sends it in one request.  Every ``submit``
+returns once the batch holding its item has gone (or raises what sending it
+raised), so callers keep their order of effects: fact written, then
+notified, then message acknowledged.  With ``max_delay`` 0 (the in-memory
+backend, where a request costs nothing) every item is sent at once, alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Batch(Generic[T]):
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.full = threading.Event()
+        self.sent = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Batcher(Generic[T]):
+    def __init__(self, flush: Callable[[list[T]], object], *, max_size: int = 10,
+                 max_delay: float = 0.02) -> None:
+        self._flush = flush
+        self._max_size = max_size
+        self._max_delay = max_delay
+        self._open: _Batch[T] | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, item: T) -> None:
+        """Add ``item`` to the open batch; return once that batch has been sent."""
+        if self._max_delay <= 0:  # nothing to wait for: the item is its own batch
+            self._flush([item])
+            return
+        with self._lock:
+            batch, leads = self._open, self._open is None
+            if batch is None:
+                batch = self._open = _Batch()
+            batch.items.append(item)
+            if len(batch.items) >= self._max_size:
+                self._open = None
+                batch.full.set()
+        if not leads:
+            batch.sent.wait()
+        else:
+            batch.full.wait(self._max_delay)
+            with self._lock:
+                if self._open is batch:
+                    self._open = None
+            try:
+                self._flush(batch.items)
+            except BaseException as exc:  # noqa: BLE001 - every submitter of the batch gets it
+                batch.error = exc
+            batch.sent.set()
+        if batch.error is not None:
+            raise batch.error

@@ -1,0 +1,68 @@
+"""Holding received messages: their leases are extended while the work on them goes on.
+
+A decider holds a notification while it decides (a large fan-out can take
+longer than a lease), and a worker holds a task message while its attempt
+runs; if the lease ran out, the message would reappear and reach another
+process mid-way.  One thread per process extends, in batches per queue,
+every held message that is a third through its lease.  A message whose
+extension fails is let go: its lease is lost, and another receiver has it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..backends.base import Backend
+
+log = logging.getLogger("flowy.leases")
+
+
+class HeldMessages:
+    """The messages a process holds, with when each lease was last extended."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._held: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, queue: str, receipt: str) -> None:
+        with self._lock:
+            self._held[(queue, receipt)] = self._backend.clock.now()
+
+    def let_go(self, queue: str, receipt: str) -> None:
+        with self._lock:
+            self._held.pop((queue, receipt), None)
+
+    def held(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._held)
+
+    def renew(self) -> None:
+        """Extend the leases that are a third through."""
+        lease, now = self._backend.lease, self._backend.clock.now()
+        due: dict[str, list[str]] = {}
+        with self._lock:
+            for (queue, receipt), since in self._held.items():
+                if now - since > lease / 3:
+                    due.setdefault(queue, []).append(receipt)
+        for queue, receipts in due.items():
+            failed = set(self._backend.queues.extend(queue, receipts, lease))
+            if failed:
+                log.warning("could not extend the leases of %d messages on %s: they are "
+                            "lost, and another receiver may have them", len(failed), queue)
+            with self._lock:
+                for receipt in receipts:
+                    if (queue, receipt) in self._held:
+                        if receipt in failed:
+                            del self._held[(queue, receipt)]
+                        else:
+                            self._held[(queue, receipt)] = now
+
+    def keep(self, done: threading.Event) -> None:
+        """Renew until ``done`` is set (the body of a process's lease thread)."""
+        while not done.wait(self._backend.lease / 6):
+            try:
+                self.renew()
+            except Exception:
+                log.exception("extending leases failed; retrying")

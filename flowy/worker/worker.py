@@ -1,0 +1,372 @@
+"""The activity worker: poll task queues, run attempts, report outcomes.
+
+One poller thread per task list receives as many messages as there are free
+slots (at most ``concurrency`` attempts run at once) and hands each to a
+handler thread.  The handler runs the attempt: a plain function in its own
+thread, or on ``executor`` if one is given (a process pool, say); a
+coroutine function on the worker's event loop.  While an attempt runs, its
+message is held (:mod:`flowy.worker.leases`), so the queue redelivers it
+only if this worker dies.  An outcome is written to the run's inbox
+(idempotently) and the deciders are notified *before* the message is
+acknowledged: a crash in between repeats the report, never loses it.  A
+redelivered message whose attempt already has an outcome is dropped without
+running it again.
+
+On ``stop`` the worker stops polling, lets running attempts finish for
+``grace`` seconds, then releases the messages of those still running (they
+become visible at once, for another worker) and returns.
+
+The same code serves every backend: ``flowy worker`` on AWS, and
+``LocalWorkflow`` on the in-memory backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from queue import SimpleQueue
+from typing import Any
+
+from ..backends.base import DECISIONS, Backend, Outgoing, Received, task_queue
+from ..core.errors import (
+    UNCONTAINED,
+    ConfigurationError,
+    ErrorInfo,
+    FlowyError,
+    LoopDied,
+    MalformedMessage,
+    ServiceError,
+)
+from ..core.events import Fact, TaskCompleted, TaskFailed, stamped
+from ..core.protocol import fact_id, outcome_id
+from ..core.runs import IN_HISTORY
+from ..declaration import ActivityBinding, Registry
+from .activity import AttemptOutcome, execute_activity, execute_activity_async
+from .batching import Batcher
+from .deciders import guarded
+from .heartbeats import HeartbeatRecorder, Reports
+from .leases import HeldMessages
+from .messages import TaskMessage, TimerMessage, notification, parse
+from .timers import arm
+
+log = logging.getLogger("flowy.worker")
+
+# With a poll wait of 0 (short polling, for emulators), the pause after an empty receive.
+SHORT_POLL_PAUSE = 0.05
+# With attempts running and fewer slots free than this, a poller waits a
+# moment for more before it receives, so that a receive is worth its request.
+RECEIVE_BATCH = 4
+
+
+class ActivityWorker:
+    """Runs the activities of ``registry`` that live on ``task_lists``."""
+
+    def __init__(self, registry: Registry, backend: Backend, *,
+                 task_lists: list[str] | None = None, concurrency: int = 8,
+                 poll_wait: float = 20, grace: float = 30.0,
+                 executor: Executor | None = None) -> None:
+        self.registry = registry
+        self.task_lists = task_lists or registry.task_lists()
+        if not self.task_lists:
+            raise ConfigurationError(f"{registry.source} declares no activities: nothing to run")
+        self.backend = backend
+        self.store = backend.store
+        self.concurrency = concurrency
+        self.poll_wait = poll_wait
+        self.grace = grace
+        self.completed = 0
+        self._executor = executor
+        self._handlers = _Handlers(concurrency, self._die)
+        self._slots = _Slots(concurrency)
+        self._held = HeldMessages(backend)
+        self._reports = Reports(executor)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fatal: BaseException | None = None
+        self._dying = threading.Event()
+        self._stopping = threading.Event()
+        # Over the network, a moment's wait gathers many attempts' requests into
+        # one; in memory a request costs nothing, and waiting would only add latency.
+        delay = 1.0 if backend.remote else 0.0
+        self._notifications: Batcher[Outgoing] = Batcher(
+            lambda batch: backend.queues.send(DECISIONS, batch), max_delay=0.005 * delay)
+        self._acknowledgements: Batcher[tuple[str, str]] = Batcher(
+            self._acknowledge, max_delay=0.02 * delay)
+
+    def _die(self, exc: BaseException) -> None:
+        self._fatal = exc
+        self._dying.set()
+
+    # -- the loops ------------------------------------------------------------
+
+    def serve(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set, then let running attempts finish (see above).
+
+        Raises :class:`~flowy.core.errors.LoopDied` if a thread of this worker
+        died: its task lists would go unserved, so the process must exit and be
+        restarted, not go on half alive.
+        """
+        stopping = self._stopping
+        self._reports.start()
+        loop_thread = self._start_loop()
+        threads = [threading.Thread(target=guarded(functools.partial(
+                       self._poll, task_queue(task_list), stopping), self._die),
+                       name=f"flowy-poll-{task_list}", daemon=True)
+                   for task_list in self.task_lists]
+        lease_done = threading.Event()
+        threads.append(threading.Thread(target=guarded(lambda: self._held.keep(lease_done),
+                                                       self._die),
+                                        name="flowy-worker-leases", daemon=True))
+        for thread in threads:
+            thread.start()
+        log.info("worker polling %s on %s", ", ".join(self.task_lists), self.backend.name)
+        while not (stop.wait(0.5) or self._dying.is_set()):
+            pass
+        stopping.set()
+        self._drain()
+        self._handlers.close()
+        lease_done.set()
+        self._reports.close()
+        if self._loop is not None and loop_thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            loop_thread.join()
+        if self._fatal is not None:
+            raise LoopDied(f"a thread of this worker died ({type(self._fatal).__name__}: "
+                           f"{self._fatal}); the process stops so that its supervisor "
+                           "restarts it") from self._fatal
+
+    def _start_loop(self) -> threading.Thread | None:
+        """An event loop for coroutine activities, if the registry has any."""
+        if not any(binding.is_async for workflow in self.registry.workflows.values()
+                   for binding in workflow.activities.values()):
+            return None
+        loop = self._loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=guarded(loop.run_forever, self._die),
+                                  name="flowy-async-activities", daemon=True)
+        thread.start()
+        return thread
+
+    def _drain(self) -> None:
+        running = self._held.held()
+        if running:
+            log.info("stopping: waiting up to %.0f s for %d running attempts", self.grace,
+                     len(running))
+            self._slots.wait_all_free(None if math.isinf(self.grace) else self.grace)
+        for queue, receipt in self._held.held():
+            self._held.let_go(queue, receipt)
+            try:  # make it visible again at once, for another worker
+                if self.backend.queues.extend(queue, [receipt], 0):
+                    raise ServiceError("the receipt is stale")
+            except Exception as exc:  # noqa: BLE001 - it comes back after its lease anyway
+                log.warning("could not release a message (%s); it comes back after its "
+                            "lease", exc)
+
+    def _poll(self, queue: str, stopping: threading.Event) -> None:
+        queues = self.backend.queues
+        while not stopping.is_set():
+            free = self._slots.take(10, RECEIVE_BATCH, stopping)
+            if not free:
+                continue
+            try:
+                messages = queues.receive(queue, max_messages=free, wait=self.poll_wait,
+                                          lease=self.backend.lease)
+            except Exception:
+                log.exception("receiving from %s failed; retrying in 1 s", queue)
+                messages = []
+                stopping.wait(1)
+            self._slots.give(free - len(messages))
+            if not messages and self.poll_wait == 0:
+                stopping.wait(SHORT_POLL_PAUSE)
+            for message in messages:
+                self._held.hold(queue, message.receipt)
+                self._handlers.submit(functools.partial(self._handle, queue, message))
+
+    # -- one message ----------------------------------------------------------
+
+    def _handle(self, queue: str, message: Received) -> None:
+        try:
+            if self._stopping.is_set():  # not started before the stop: the drain releases it
+                return
+            self._handle_message(queue, message)
+        except UNCONTAINED as exc:  # a pool thread can't pass it on: the worker stops
+            self._die(exc)
+        finally:
+            self._slots.give(1)
+
+    def _handle_message(self, queue: str, message: Received) -> None:
+        try:
+            task: TaskMessage = parse(TaskMessage, message.body)  # type: ignore[assignment]
+        except MalformedMessage as exc:
+            log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",
+                      message.id, queue, exc)
+            self._held.let_go(queue, message.receipt)
+            self.backend.queues.dead_letter(queue, message, str(exc))
+            return
+        try:
+            news = self._attempt(task, message.receive_count)
+            if news is not None:
+                # Also when the outcome was there already: whoever wrote it may
+                # have died before notifying (a repeat is deduplicated).
+                self._notifications.submit(notification(task.run, news))
+            self.backend.checkpoint("worker.notified")
+            self._held.let_go(queue, message.receipt)
+            self._acknowledgements.submit((queue, message.receipt))
+        except UNCONTAINED:
+            raise
+        except BaseException:  # noqa: BLE001 - one attempt's trouble must not end the worker
+            log.exception("attempt %s of run %s could not be reported; its message will "
+                          "come back", task.key, task.run)
+        finally:
+            self._held.let_go(queue, message.receipt)
+
+    def _attempt(self, task: TaskMessage, deliveries: int) -> str | None:
+        """Run the attempt and record its outcome; the news to notify, if any."""
+        if deliveries > 1:  # the attempt may have ended: don't run it again
+            ended = self.store.outcome_of(task.run, task.key)
+            if ended == IN_HISTORY:
+                return None
+            if ended is not None:
+                return outcome_id(ended, task.key)
+        fact = self._run(task, deliveries)
+        self.backend.checkpoint("worker.ran")
+        self.store.add_outcome(task.run, fact)
+        self.backend.checkpoint("worker.reported")
+        return fact_id(fact)
+
+    def _binding(self, task: TaskMessage) -> ActivityBinding | Exception:
+        workflow = self.registry.workflows.get(task.workflow)
+        binding = None if workflow is None else workflow.activities.get(task.dependency)
+        if binding is None or binding.task_list not in self.task_lists:
+            return ConfigurationError(
+                f"activity {task.dependency} of workflow {task.workflow} is not known to this "
+                f"worker (definitions {self.registry.source}, task lists "
+                f"{', '.join(self.task_lists)}): run a worker that has it")
+        return binding
+
+    def _run(self, task: TaskMessage, deliveries: int) -> Fact:
+        binding = self._binding(task)
+        if isinstance(binding, Exception):
+            return self._failure(task, binding)
+        if deliveries >= self.backend.max_receives:
+            return self._failure(task, ServiceError(
+                f"attempt {task.key} was delivered {deliveries} times without finishing: the "
+                "workers running it died each time"))
+        if task.watched:
+            self._arm_watch(task)
+        token = f"{task.run}/{task.key}"
+        recorder = HeartbeatRecorder(self.backend, task.run, task.key,
+                                     task.heartbeat) if task.watched else None
+        try:
+            with self._reports.recording(token, recorder) as reporter:
+                outcome = self._execute(binding, token, task, reporter)
+        except Exception as exc:  # noqa: BLE001 - a pool shut down or broken, an unpicklable
+            # function: the attempt can't run here, and saying so beats a message
+            # that comes back for ever
+            return self._failure(task, FlowyError(
+                f"{task.key} could not be started: {type(exc).__name__}: {exc}"))
+        self.completed += 1
+        fact: Fact = (TaskFailed(task.key, outcome.error, outcome.started_at)
+                      if outcome.error is not None else
+                      TaskCompleted(task.key, outcome.result or "", outcome.started_at))
+        return stamped(fact, self.backend.clock.now())
+
+    def _execute(self, binding: ActivityBinding, token: str, task: TaskMessage,
+                 reporter: Any) -> AttemptOutcome:
+        arguments = (binding.function, token, task.key, task.input, binding.codec, reporter)
+        if binding.is_async:
+            assert self._loop is not None
+            future: Future[AttemptOutcome] = asyncio.run_coroutine_threadsafe(
+                execute_activity_async(*arguments), self._loop)
+            return future.result()
+        if self._executor is None:
+            return execute_activity(*arguments)
+        return self._executor.submit(execute_activity, *arguments).result()
+
+    def _failure(self, task: TaskMessage, error: Exception) -> Fact:
+        log.error("attempt %s of run %s fails: %s", task.key, task.run, error)
+        return stamped(TaskFailed(task.key, ErrorInfo.from_exception(error)),
+                       self.backend.clock.now())
+
+    def _arm_watch(self, task: TaskMessage) -> None:
+        """Record the start and arm the timers that watch a running attempt."""
+        now = self.backend.clock.now()
+        self.store.record_beat(task.run, task.key, now, start=True)
+        timers = []
+        if task.start_to_close is not None:
+            timers.append(TimerMessage(run=task.run, key=task.key, kind="start_to_close",
+                                       fire_at=now + task.start_to_close))
+        if task.heartbeat is not None:
+            timers.append(TimerMessage(run=task.run, key=task.key, kind="heartbeat",
+                                       fire_at=now + task.heartbeat, limit=task.heartbeat))
+        arm(self.backend, timers)
+
+    def _acknowledge(self, messages: list[tuple[str, str]]) -> None:
+        by_queue: dict[str, list[str]] = {}
+        for queue, receipt in messages:
+            by_queue.setdefault(queue, []).append(receipt)
+        for queue, receipts in by_queue.items():
+            for _failed in self.backend.queues.acknowledge(queue, receipts):
+                log.warning("could not acknowledge a message on %s: it will come back and "
+                            "be dropped as done", queue)
+
+
+class _Handlers:
+    """``count`` daemon threads that run handlers.  Daemons, so that a worker
+    process exits when its grace period is over, even with an attempt still
+    running: that attempt's message was handed back, and runs elsewhere."""
+
+    def __init__(self, count: int, on_fatal: Callable[[BaseException], None]) -> None:
+        self._jobs: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        self._count = count
+        for i in range(count):
+            threading.Thread(target=guarded(self._run, on_fatal), name=f"flowy-activity-{i}",
+                             daemon=True).start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Each thread ends after the jobs before this (which may be running)."""
+        for _ in range(self._count):
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+
+class _Slots:
+    """How many more attempts may start: at most ``concurrency`` run at once."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._concurrency = concurrency
+        self._free = concurrency
+        self._changed = threading.Condition()
+
+    def take(self, most: int, enough: int, stopping: threading.Event) -> int:
+        """Wait for a free slot, then take up to ``most``; if fewer than ``enough``
+        are free while attempts run, wait a moment for more (0 when stopping)."""
+        with self._changed:
+            while self._free == 0:
+                if stopping.is_set():
+                    return 0
+                self._changed.wait(0.5)
+            if self._free < enough < self._concurrency:
+                self._changed.wait(0.05)
+            taken = min(most, self._free)
+            self._free -= taken
+            return taken
+
+    def give(self, count: int) -> None:
+        if count:
+            with self._changed:
+                self._free += count
+                self._changed.notify_all()
+
+    def wait_all_free(self, timeout: float | None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._free == self._concurrency, timeout)
