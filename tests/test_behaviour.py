@@ -1,8 +1,10 @@
-"""One behaviour suite, two engines: every case runs on LocalWorkflow and on AWS.
+"""One behaviour suite, two backends: every case runs on the in-memory backend and on AWS.
 
-The AWS runs of a session all start at once on one stack (a decider and two
-workers as separate processes, on the emulator), then each test checks its
-own run; so the two engines are held to the very same expectations.
+The same declarations (``tests.scenarios``) run on the same engine: in
+threads of this process over the in-memory backend (what ``LocalWorkflow``
+runs on), and as decider and worker processes over a moto server.  All the
+runs of a backend start at once, then each test checks its own run; so both
+backends are held to the very same expectations, from one test body.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import pytest
 
 from flowy import TaskError
 from tests import activities as A
-from tests.aws_support import Stack
-from tests.scenarios import aws_workflow, local_workflow
+from tests.engines import BACKENDS, EngineUnderTest
 
 PATH = "<path>"  # replaced by a file of the case's own
 
@@ -91,47 +92,31 @@ def _check(case: Case, outcome: Any, directory: Path) -> None:
         assert A.calls(directory / case.id) == 0
 
 
-@pytest.fixture(scope="module")
-def aws_outcomes(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[tuple[dict[str, Any], Path]]:
-    """Every case started at once on one stack; outcomes collected lazily."""
-    directory = tmp_path_factory.mktemp("aws-cases")
-    stack = Stack(aws_endpoint, directory)
-    stack.decider("--threads", "4")
-    stack.worker("--concurrency", "12")
-    stack.worker("--concurrency", "12")
-    handles = {case.id: stack.client.start(aws_workflow(case.scenario), *_args(case, directory))
-               for case in CASES}
-    outcomes: dict[str, Any] = {}
+@pytest.fixture(scope="module", params=BACKENDS)
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[tuple[Any, Path]]:
+    """Every case started at once on one engine per backend; outcomes collected lazily."""
+    directory = tmp_path_factory.mktemp(f"{request.param}-cases")
+    endpoint = request.getfixturevalue("aws_endpoint") if request.param == "aws" else None
+    engine = EngineUnderTest(request.param, endpoint, directory)
+    handles = {case.id: engine.start(case.scenario, *_args(case, directory)) for case in CASES}
+    results: dict[str, Any] = {}
 
     def outcome(case_id: str) -> Any:
-        if case_id not in outcomes:
+        if case_id not in results:
             try:
-                outcomes[case_id] = handles[case_id].result(timeout=120)
+                results[case_id] = handles[case_id].result(timeout=120)
             except TaskError as exc:
-                outcomes[case_id] = exc
+                results[case_id] = exc
             except TimeoutError as exc:
-                raise AssertionError(f"{exc}\n{stack.logs()}") from None
-        return outcomes[case_id]
+                raise AssertionError(f"{exc}\n{engine.logs()}") from None
+        return results[case_id]
 
-    yield outcome, directory  # type: ignore[misc]
-    codes = stack.stop()
-    assert all(code == 0 for code in codes.values()), (codes, stack.logs())
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_local(case: Case, tmp_path: Path) -> None:
-    workflow = local_workflow(case.scenario)
-    try:
-        outcome = workflow.run(*_args(case, tmp_path))
-    except TaskError as exc:
-        outcome = exc
-    finally:
-        workflow.close()
-    _check(case, outcome, tmp_path)
+    yield outcome, directory
+    engine.stop()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_aws(case: Case, aws_outcomes: Any) -> None:
-    outcome, directory = aws_outcomes
+def test_case(case: Case, outcomes: Any) -> None:
+    outcome, directory = outcomes
     _check(case, outcome(case.id), directory)

@@ -99,33 +99,17 @@ def test_timer_dependencies_need_valid_names() -> None:
         local_workflow("approval").conf_timer("sleep")
 
 
-# -- LocalWorkflow --------------------------------------------------------------
+# -- the engine, on both backends -------------------------------------------------
 
-def test_local_signals_reach_the_run() -> None:
-    with local_workflow("approval") as workflow:
-        assert workflow.run(0.2) == "timed out"
-        run = workflow.start(30.0)
-        run.signal("approve", {"by": "ann"})  # before the workflow asks for it
-        time.sleep(0.3)
-        run.signal("approve", 2)
-        assert run.result(timeout=5) == [{"by": "ann"}, 2]
-        run.signal("approve", 3)  # closed: recorded as late, nothing changes
-        assert run.result() == [{"by": "ann"}, 2]
-
-
-# -- AWS --------------------------------------------------------------------------
-
-def test_aws_signals_reach_the_run_once_per_id(make_stack: Any) -> None:
-    stack = make_stack()
-    stack.decider()
-    stack.worker()
-    client = stack.client
-    assert client.start(aws_workflow("approval"), 0.5).result(timeout=30) == "timed out"
-    run = client.start(aws_workflow("approval"), 60.0)
-    assert client.signal(run.run_id, "approve", {"by": "ann"}, signal_id="s-1")
+def test_signals_reach_the_run_once_per_id(engine: Any) -> None:
+    client = engine.client
+    assert engine.start("approval", 0.2).result(timeout=30) == "timed out"
+    run = engine.start("approval", 60.0)
+    assert client.signal(run.run_id, "approve", {"by": "ann"}, signal_id="s-1")  # before
     assert client.signal(run.run_id, "approve", "again", signal_id="s-1")  # a no-op
-    sent = stack.flowy("signal", run.run_id, "approve", "2")
-    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: any(isinstance(e, SignalReceived) for e in client.history(run.run_id)),
+             30, "the first signal to be recorded")
+    assert run.signal("approve", 2)  # after the workflow asked for it
     assert run.result(timeout=30) == [{"by": "ann"}, 2]
     history = client.history(run.run_id)
     assert [e.id for e in history if isinstance(e, SignalReceived)][0] == "s-1"
@@ -133,16 +117,12 @@ def test_aws_signals_reach_the_run_once_per_id(make_stack: Any) -> None:
     rows = [text for _, text in client.trace(run.run_id).timeline()]
     assert 'signal approve-0 received: {"by":"ann"}' in rows
     assert run.signal("approve", 3) is False  # closed: nothing sent
-    late = stack.flowy("signal", run.run_id, "approve")
-    assert late.returncode == 1 and "already closed" in late.stderr
+    assert run.result() == [{"by": "ann"}, 2]
 
 
-def test_aws_signal_and_cancel_after_a_restart_go_on_to_the_next_run(make_stack: Any) -> None:
-    stack = make_stack()
-    stack.decider()
-    stack.worker()
-    client, store = stack.client, stack.backend.store
-    run = client.start(aws_workflow("countdown"), 1)
+def test_signal_and_cancel_after_a_restart_go_on_to_the_next_run(engine: Any) -> None:
+    client, backend = engine.client, engine.backend
+    run = engine.start("countdown", 1)
     assert run.result(timeout=60) == 1
     next_run = client.status(run.run_id).next_run
     assert next_run is not None
@@ -150,9 +130,22 @@ def test_aws_signal_and_cancel_after_a_restart_go_on_to_the_next_run(make_stack:
     raced = [SignalReceived("approve", enc(1), "raced", at=time.time()),
              CancelRequested("late", at=time.time())]
     for fact in raced:
-        store.add_fact(run.run_id, fact)
-    notify(stack.backend, [notification(run.run_id, "raced")])
+        backend.store.add_fact(run.run_id, fact)
+    notify(backend, [notification(run.run_id, "raced")])
     wait_for(lambda: client.history(next_run)[-2:] == raced, 30,
              "the signal and the cancel to reach the restarted run")
     assert client.history(run.run_id)[-2:] == raced
     assert client.status(next_run).status == "completed"  # it had closed: unchanged
+
+
+def test_cli_signal(make_stack: Any) -> None:
+    stack = make_stack()
+    stack.decider()
+    stack.worker()
+    run = stack.client.start(aws_workflow("approval"), 60.0)
+    sent = stack.flowy("signal", run.run_id, "approve", "2")
+    assert sent.returncode == 0, sent.stderr
+    assert stack.flowy("signal", run.run_id, "approve", '"x"').returncode == 0
+    assert run.result(timeout=30) == [2, "x"]
+    late = stack.flowy("signal", run.run_id, "approve")
+    assert late.returncode == 1 and "already closed" in late.stderr
