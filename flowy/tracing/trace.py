@@ -12,26 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dot import to_dot
-from .model import (
-    AttemptTrace,
-    Ignored,
-    Outcome,
-    RunStatus,
-    RunTrace,
-    SignalTrace,
-    TaskTrace,
-    TimerTrace,
-    TraceData,
-    describe_error,
-    format_seconds,
-    shorten,
-)
+from .model import TraceData
 from .render import render as render_dot
 
-__all__ = [
-    "AttemptTrace", "Ignored", "Outcome", "RunStatus", "RunTrace", "SignalTrace", "TaskTrace",
-    "TimerTrace", "Trace", "TraceData", "describe_error", "format_seconds", "shorten",
-]
+__all__ = ["Trace"]
 
 
 class Trace(TraceData):

@@ -19,7 +19,7 @@ Items, all under the partition of their run (``pk`` = run id):
 A workflow id is claimed by an item ``pk = wfid#ID``.  Run items carry
 ``workflow`` and ``started_at`` for the ``runs_by_workflow`` index.
 
-The layout is the one :mod:`flowy.aws.store` has always written, so tables
+The layout is the one the store has written since 0.5.0, so tables
 made before the backend seam keep working.
 """
 

@@ -1,4 +1,4 @@
-"""The run store in memory: the semantics of :mod:`flowy.aws.store`, in dicts.
+"""The run store in memory: the semantics of :mod:`flowy.backends.aws.store`, in dicts.
 
 It keeps the DynamoDB table's items under the same names, so that the two
 stores can be read side by side: per run, its record, its batches, ``sent``,
@@ -189,7 +189,7 @@ class MemoryStore:
             return True
 
     def add_outcome(self, run_id: str, fact: Fact) -> bool:
-        """First outcome wins, as in :meth:`flowy.aws.store.HistoryStore.add_outcome`.
+        """First outcome wins, as in :meth:`flowy.backends.aws.store.DynamoStore.add_outcome`.
 
         The first outcome waits under ``fact#KEY``; while it waits, an outcome
         of another type goes to ``fact#KEY#late#TYPE`` and one of the same type
