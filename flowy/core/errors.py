@@ -149,7 +149,7 @@ class NondeterminismError(TaskError):
 
 
 class RunCancelled(TaskError):
-    """The run was cancelled (``LocalRun.cancel``, ``FlowyClient.cancel``, ``flowy cancel``)."""
+    """The run was cancelled (``RunHandle.cancel``, ``FlowyClient.cancel``, ``flowy cancel``)."""
 
 
 for _cls in (FlowyError, ConfigurationError, EncodeError, LoopDied, RunNotFound, ServiceError,

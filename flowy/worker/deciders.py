@@ -1,4 +1,4 @@
-"""Decider threads, for both engines: batch facts per run, decide, hand on.
+"""Decider threads: batch facts per run, decide, hand on.
 
 Each run belongs to one thread (its live workflow is a greenlet, which can't
 change threads), chosen by hashing its id.  A thread takes every fact that is

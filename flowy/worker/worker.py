@@ -58,8 +58,8 @@ log = logging.getLogger("flowy.worker")
 
 # With a poll wait of 0 (short polling, for emulators), the pause after an empty receive.
 SHORT_POLL_PAUSE = 0.05
-# With attempts running and fewer slots free than this, a poller waits a
-# moment for more before it receives, so that a receive is worth its request.
+# With attempts running and fewer slots free than this, a poller of a remote
+# backend waits a moment for more before it receives.
 RECEIVE_BATCH = 4
 
 
@@ -168,7 +168,9 @@ class ActivityWorker:
     def _poll(self, queue: str, stopping: threading.Event) -> None:
         queues = self.backend.queues
         while not stopping.is_set():
-            free = self._slots.take(10, RECEIVE_BATCH, stopping)
+            # Over the network, wait for enough free slots to make a receive worth
+            # its request; in memory a receive costs nothing.
+            free = self._slots.take(10, RECEIVE_BATCH if self.backend.remote else 1, stopping)
             if not free:
                 continue
             try:
@@ -213,7 +215,7 @@ class ActivityWorker:
                 # have died before notifying (a repeat is deduplicated).
                 self._notifications.submit(notification(task.run, news))
             self.backend.checkpoint("worker.notified")
-            self._held.let_go(queue, message.receipt)
+            self._held.let_go(queue, message.receipt)  # no extension of what is acknowledged
             self._acknowledgements.submit((queue, message.receipt))
         except UNCONTAINED:
             raise
