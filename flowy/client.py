@@ -27,17 +27,20 @@ class FlowyClient:
     ``backend`` is where the runs live: by default the AWS namespace that
     ``settings`` (or the environment) names.  ``registry``: the workflows
     whose results this client decodes with their own codecs (besides those it
-    starts); others decode as JSON.
+    starts); others decode as JSON.  ``new_run_id`` makes the id of each run
+    started (random; the deterministic simulation derives them from its seed).
     """
 
     def __init__(self, backend: Backend | None = None, *, settings: Any = None,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None,
+                 new_run_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         if backend is None:
             from .backends.aws import connect
 
             backend = connect(settings)
         self.backend = backend
         self.store = backend.store
+        self._new_run_id = new_run_id
         self.registry = registry if registry is not None else Registry(source="this client")
 
     def start(self, workflow: Workflow, *args: Any, workflow_id: str | None = None,
@@ -49,7 +52,7 @@ class FlowyClient:
         """
         encoded = workflow.codec.encode([list(args), kwargs])  # EncodeError names the culprit
         ref = self.registry.add(workflow)
-        run_id = uuid.uuid4().hex
+        run_id = self._new_run_id()
         record = RunRecord(run_id, ref, started_at=self.backend.clock.now(),
                            input=encoded, workflow_id=workflow_id)
         if workflow_id is not None:

@@ -316,8 +316,9 @@ def _hook(classes: Mapping[str, type], d: dict[str, Any]) -> Any:
                           "was it encoded by a different codec or class version?") from e
 
 
-def _dumps(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# One encoder for every call: json.dumps with these options would build one per call.
+_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                                                allow_nan=False).encode
 
 
 class JSONCodec:
@@ -344,6 +345,16 @@ class JSONCodec:
                     "them apart; declare only one of them, or rename one")
         self._names: dict[type, str] = {t: name for name, t in self._classes.items()}
         self._hook = functools.partial(_hook, self._classes)
+        # One decoder for every str: json.loads with a hook would build one per call.
+        self._decoder = json.JSONDecoder(object_hook=self._hook)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for a process pool: the decoder holds a scanner, which does not pickle.
+        return {name: value for name, value in self.__dict__.items() if name != "_decoder"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._decoder = json.JSONDecoder(object_hook=self._hook)
 
     @property
     def types(self) -> frozenset[type]:
@@ -371,6 +382,8 @@ class JSONCodec:
 
     def encode(self, value: Any) -> str:
         try:
+            if type(value) in _PLAIN:  # nothing to walk: most results are plain
+                return _dumps(value)
             return _dumps(_enc(value, _Walk(self._names)))
         except _Unsupported as e:
             path = "value" + "".join(reversed(e.path))
@@ -383,7 +396,9 @@ class JSONCodec:
 
     def decode(self, data: str) -> Any:
         try:
-            return json.loads(data, object_hook=self._hook)
+            if type(data) is str:
+                return self._decoder.decode(data)
+            return json.loads(data, object_hook=self._hook)  # bytes, or what fails as it does
         except EncodeError:
             raise
         except UNCONTAINED:

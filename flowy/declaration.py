@@ -12,6 +12,7 @@ loading the declarations from a module (:func:`load_registry`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterable
@@ -52,7 +53,7 @@ class ActivityBinding:
     def codec(self) -> Codec:
         return self.workflow.codec
 
-    @property
+    @functools.cached_property  # asked for every attempt; inspecting the function is not free
     def is_async(self) -> bool:
         return asyncio.iscoroutinefunction(self.function)
 

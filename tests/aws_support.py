@@ -23,6 +23,7 @@ from flowy import FlowyClient
 from flowy.backends.aws import connect
 from flowy.backends.aws.emulator import EMULATOR_CREDENTIALS, emulator_environment
 from flowy.backends.aws.settings import AWSSettings
+from flowy.backends.aws.sqs import REASON_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS = "tests.scenarios:AWS_WORKFLOWS"
@@ -81,6 +82,17 @@ class Stack:
         """Run the ``flowy`` command against this stack's namespace."""
         return subprocess.run([sys.executable, "-m", "flowy", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout)
+
+    def dead_letters(self, queue: str) -> list[tuple[str, str]]:
+        """``(body, reason)`` of the messages waiting in the dead-letter queue of
+        logical queue ``queue``; they stay there (received with no lease)."""
+        sqs = self.backend.sqs
+        name = self.settings.dead_letter_queue(self.settings.queue_name(queue))
+        received = sqs.receive_message(
+            QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"], MaxNumberOfMessages=10,
+            VisibilityTimeout=0, MessageAttributeNames=["All"]).get("Messages", [])
+        return [(m["Body"], m["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"])
+                for m in received]
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text()[-3000:]}"  # type: ignore

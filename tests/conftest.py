@@ -106,12 +106,41 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield stack_backend(request.getfixturevalue("aws_endpoint"))
 
 
-@pytest.fixture(params=["memory", "aws"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """The engine (a decider and a worker) serving tests.scenarios, on each backend."""
+@pytest.fixture(scope="module", params=["memory", "aws"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Any]:
+    """The engine (a decider and a worker) serving tests.scenarios, on each backend.
+
+    One per module and backend, shared by the module's tests: each looks only
+    at runs it started.  A module serves other declarations by naming them in
+    ``ENGINE_DEFINITIONS``.  A test that needs a namespace of its own, or other
+    deciders and workers, takes ``make_engine``.
+    """
+    from tests.aws_support import DEFINITIONS
     from tests.engines import EngineUnderTest
 
     endpoint = request.getfixturevalue("aws_endpoint") if request.param == "aws" else None
-    under_test = EngineUnderTest(request.param, endpoint, tmp_path)
+    under_test = EngineUnderTest(request.param, endpoint,
+                                 tmp_path_factory.mktemp(f"{request.param}-engine"),
+                                 definitions=getattr(request.module, "ENGINE_DEFINITIONS",
+                                                     DEFINITIONS))
     yield under_test
     under_test.stop()
+
+
+@pytest.fixture(params=["memory", "aws"])
+def make_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``make_engine(serve=True)``: a fresh engine on each backend (``serve=False``:
+    no decider or worker yet, the test starts its own); all stopped after the test."""
+    from tests.engines import EngineUnderTest
+
+    endpoint = request.getfixturevalue("aws_endpoint") if request.param == "aws" else None
+    engines: list[EngineUnderTest] = []
+
+    def make(*, serve: bool = True) -> EngineUnderTest:
+        engines.append(EngineUnderTest(request.param, endpoint, tmp_path, serve=serve))
+        return engines[-1]
+
+    yield make
+    for under_test in engines:
+        under_test.stop()

@@ -4,8 +4,7 @@
 through Flowy's codec (a client writing a start input or a signal, a worker
 writing a result): wherever a value holds the string ``"PLANT:<name>"``, it
 writes the raw payload ``PAYLOADS[name]`` instead.  ``AWS_WORKFLOWS`` is what
-the decider and worker processes of the AWS tests load
-(``tests.hostile:AWS_WORKFLOWS``).
+the engine under test serves on both backends (``tests.hostile:AWS_WORKFLOWS``).
 """
 
 from __future__ import annotations
@@ -106,16 +105,11 @@ class Signalled:
 
 
 def local_workflows() -> dict[str, LocalWorkflow]:
-    """The same workflows, for LocalWorkflow (fresh ones: each test closes its own)."""
+    """For the death of a LocalWorkflow's decider thread (fresh ones: each test closes its own)."""
     return {
-        "echo": LocalWorkflow(A.SingleCall, codec=PLANTING).conf_activity("task", A.identity),
-        "result": LocalWorkflow(A.SingleCall, codec=PLANTING).conf_activity("task", plant),
-        "forward": LocalWorkflow(Forward, codec=PLANTING).conf_activity("task", A.identity),
         "signalled": LocalWorkflow(Signalled, codec=PLANTING).conf_signal("approve"),
         "interrupting": LocalWorkflow(Signalled, codec=InterruptingCodec()).conf_signal(
             "approve"),
-        "example": (LocalWorkflow(A.ExampleWorkflow).conf_activity("square", A.square)
-                    .conf_activity("sum", A.add)),
     }
 
 

@@ -13,8 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from history_builder import HistoryBuilder as B
-from history_builder import definition, sched
 
 from flowy import LocalWorkflow, RunCancelled, RunNotFound
 from flowy.core.events import (
@@ -23,6 +21,8 @@ from flowy.core.events import (
 )
 from flowy.core.protocol import child_run_id
 from flowy.core.replay import Decider, replay
+from flowy.testing.history import HistoryBuilder as B
+from flowy.testing.history import definition, sched
 from tests import activities as A
 from tests.aws_support import wait_for
 from tests.scenarios import aws_workflow

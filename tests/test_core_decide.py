@@ -11,8 +11,14 @@ import operator
 from typing import Any
 
 import pytest
-from history_builder import HistoryBuilder as B
-from history_builder import (
+
+from flowy.core.combinators import finish_order, first, first_n, parallel_reduce, restart, wait
+from flowy.core.errors import ErrorInfo, TaskError, TaskTimedout
+from flowy.core.events import TaskFailed, WorkflowCompleted, WorkflowFailed, WorkflowStarted
+from flowy.core.replay import Decider
+from flowy.core.spec import RetryPolicy, TaskSpec
+from flowy.testing.history import HistoryBuilder as B
+from flowy.testing.history import (
     RunFailed,
     comparable,
     decide,
@@ -23,12 +29,6 @@ from history_builder import (
     sched,
     timer,
 )
-
-from flowy.core.combinators import finish_order, first, first_n, parallel_reduce, restart, wait
-from flowy.core.errors import ErrorInfo, TaskError, TaskTimedout
-from flowy.core.events import TaskFailed, WorkflowCompleted, WorkflowFailed, WorkflowStarted
-from flowy.core.replay import Decider
-from flowy.core.spec import RetryPolicy, TaskSpec
 
 VALUE_ERROR_MRO = ("builtins.ValueError", "builtins.Exception", "builtins.BaseException")
 TRACEBACK = 'Traceback (most recent call last):\n  File "w.py", line 3\nValueError: bad input\n'

@@ -7,20 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from history_builder import (
-    CODEC,
-    RunFailed,
-    auto_run,
-    comparable,
-    decide,
-    definition,
-    done,
-    drive,
-    restarted,
-    sched,
-    timer,
-)
-from history_builder import HistoryBuilder as B
 from test_core_decide import (
     CASES,
     RETRY,
@@ -51,6 +37,20 @@ from flowy.core.events import (
 )
 from flowy.core.replay import Decider, check_same_decisions, replay
 from flowy.core.spec import TaskSpec
+from flowy.testing.history import (
+    CODEC,
+    RunFailed,
+    auto_run,
+    comparable,
+    decide,
+    definition,
+    done,
+    drive,
+    restarted,
+    sched,
+    timer,
+)
+from flowy.testing.history import HistoryBuilder as B
 
 NOT_DETERMINISTIC = "workflow is not deterministic: {}. Workflow code must make the same calls " \
                     "with the same arguments every time it runs (no clocks, random numbers or I/O)."

@@ -7,7 +7,9 @@ fact written straight into the run's inbox (the table, on AWS), an activity's
 input (decoded by the worker) and an activity's result (decoded by the
 decider).  The targeted runs fail with the codec's clear error; runs in flight
 on the same processes complete with the right results; no process imports
-anything, and no process dies.
+anything, and no process dies.  One test body runs on each backend (the
+``engine`` fixture, serving ``tests.hostile``); a LocalWorkflow whose decider
+thread dies, and an AWS decider process that does, end differently by design.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from flowy import EncodeError, FlowyError, LoopDied, TaskError
+from flowy import EncodeError, FlowyClient, FlowyError, LoopDied, TaskError
 from flowy.core.events import SignalReceived
 from flowy.core.protocol import fact_id
-from flowy.worker.inbox import notify, tell
+from flowy.worker.inbox import notify
 from flowy.worker.messages import notification
 from tests import activities as A
 from tests import hostile
@@ -34,6 +36,7 @@ from tests.hostile import CLEAR_ERROR, NEVER_IMPORTED, PAYLOADS
 CHANNELS = ["start", "signal", "fact", "task input", "result"]
 EXAMPLES = [(1, 2), (3, 4), (5, 6)]
 EXPECTED = [a * a + b * b for a, b in EXAMPLES]
+ENGINE_DEFINITIONS = "tests.hostile:AWS_WORKFLOWS"  # what the engine fixture serves here
 
 
 def imported() -> list[str]:
@@ -46,7 +49,86 @@ def assert_failed_clearly(result: Callable[[], Any]) -> None:
     assert info.value.type_name == "flowy.EncodeError"
 
 
-# -- LocalWorkflow ------------------------------------------------------------------
+# -- the engine, on both backends -------------------------------------------------------
+
+
+def start(engine: Any, channel: str, name: str) -> Any:
+    client = engine.client
+    if channel == "start":
+        return client.start(hostile.echo, f"PLANT:{name}")
+    if channel == "task input":
+        return client.start(hostile.forward, name)
+    if channel == "result":
+        return client.start(hostile.result, name)
+    handle = client.start(hostile.signalled)
+    if channel == "signal":
+        assert client.signal(handle.run_id, "approve", f"PLANT:{name}")
+    else:  # what the client's rights allow: PutItem in the inbox, SendMessage to deciders
+        fact = SignalReceived("approve", PAYLOADS[name], uuid.uuid4().hex)
+        assert engine.backend.store.add_fact(handle.run_id, fact)
+        notify(engine.backend, [notification(handle.run_id, fact_id(fact))])
+    return handle
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_hostile_payloads_fail_only_their_runs(engine: Any, channel: str) -> None:
+    assert imported() == []
+    client = engine.client
+    others = [client.start(hostile.example, a, b) for a, b in EXAMPLES[:2]]
+    targeted = [start(engine, channel, name) for name in PAYLOADS]
+    others.append(client.start(hostile.example, *EXAMPLES[2]))
+    for handle in targeted:
+        assert_failed_clearly(lambda handle=handle: handle.result(timeout=90))
+    assert [handle.result(timeout=90) for handle in others] == EXPECTED
+    # The workflow code reports the decider's modules, its activity the worker's.
+    assert client.start(hostile.probe, NEVER_IMPORTED).result(timeout=60) == [[], []]
+    assert imported() == []
+
+
+@pytest.mark.timeout(120)
+def test_activities_that_exit_fail_only_their_attempts(engine: Any) -> None:
+    client = engine.client
+    exiting = [client.start(workflow, 3) for workflow in (hostile.exits, hostile.exits_async)]
+    others = [client.start(hostile.example, a, b) for a, b in EXAMPLES]
+    for handle in exiting:
+        with pytest.raises(TaskError) as info:
+            handle.result(timeout=60)
+        assert info.value.type_name == "builtins.SystemExit"
+    assert [handle.result(timeout=60) for handle in others] == EXPECTED
+
+
+@pytest.mark.timeout(120)
+def test_types_declared_by_hints_and_a_client_that_lacks_them(engine: Any) -> None:
+    """The activity's hints declare Point and Color to the worker, which decodes
+    its input, and to the decider, which decodes its result; a client that was
+    not given the declarations says how to give them."""
+    handle = engine.client.start(hostile.moved, A.Point(x=1, y=2), A.Color.RED)
+    assert handle.result(timeout=60) == A.Point(x=2, y=2, label="red")
+    with pytest.raises(EncodeError, match=r"does not know .*give it the declarations"):
+        FlowyClient(backend=engine.backend).wait(handle.run_id, timeout=10)
+    informed = FlowyClient(backend=engine.backend, registry=hostile.REGISTRY)
+    assert informed.wait(handle.run_id, timeout=10) == A.Point(x=2, y=2, label="red")
+
+
+def test_a_worker_whose_poller_dies_stops_with_an_error(backend: Any) -> None:
+    """A fault in the poll loop itself (here: the queues answer a receive with
+    no response at all) ends the worker with LoopDied, never leaves it half alive."""
+    from flowy.worker.worker import ActivityWorker
+
+    class NoResponse:  # queues that answer a receive with no response at all
+        max_delay = 900.0
+
+        def receive(self, *_: Any, **__: Any) -> None:
+            return None
+
+    broken = dataclasses.replace(backend, queues=NoResponse())
+    worker = ActivityWorker(hostile.REGISTRY, broken, poll_wait=0)
+    with pytest.raises(LoopDied, match="thread of this worker died"):
+        worker.serve(threading.Event())
+
+
+# -- what only one engine has ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -55,36 +137,6 @@ def local() -> Iterator[dict[str, Any]]:
     yield workflows
     for workflow in workflows.values():
         workflow.close()
-
-
-def start_local(workflows: dict[str, Any], channel: str, name: str) -> Any:
-    if channel == "start":
-        return workflows["echo"].start(f"PLANT:{name}")
-    if channel == "task input":
-        return workflows["forward"].start(name)
-    if channel == "result":
-        return workflows["result"].start(name)
-    run = workflows["signalled"].start()
-    if channel == "signal":
-        run.signal("approve", f"PLANT:{name}")
-    else:  # a fact with the raw payload, handed to the engine as it takes outside facts
-        fact = SignalReceived("approve", PAYLOADS[name], uuid.uuid4().hex)
-        notify(run.client.backend, [tell(run.client.backend, run.run_id, fact)])
-    return run
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("channel", CHANNELS)
-def test_local_hostile_payloads_fail_only_their_runs(local: dict[str, Any],
-                                                     channel: str) -> None:
-    assert imported() == []
-    others = [local["example"].start(a, b) for a, b in EXAMPLES[:2]]
-    targeted = [start_local(local, channel, name) for name in PAYLOADS]
-    others.append(local["example"].start(*EXAMPLES[2]))
-    for run in targeted:
-        assert_failed_clearly(lambda run=run: run.result(timeout=30))
-    assert [run.result(timeout=30) for run in others] == EXPECTED
-    assert imported() == []
 
 
 @pytest.mark.timeout(60)
@@ -111,101 +163,12 @@ def test_local_async_activity_that_exits_fails_only_its_task(make_workflow) -> N
         w.start(4).result(timeout=30)
 
 
-# -- the AWS engine -------------------------------------------------------------------
-
-
-def start_aws(stack: Any, channel: str, name: str) -> Any:
-    client = stack.client
-    if channel == "start":
-        return client.start(hostile.echo, f"PLANT:{name}")
-    if channel == "task input":
-        return client.start(hostile.forward, name)
-    if channel == "result":
-        return client.start(hostile.result, name)
-    handle = client.start(hostile.signalled)
-    if channel == "signal":
-        assert client.signal(handle.run_id, "approve", f"PLANT:{name}")
-    else:  # what the client's rights allow: PutItem in the inbox, SendMessage to deciders
-        fact = SignalReceived("approve", PAYLOADS[name], uuid.uuid4().hex)
-        assert stack.backend.store.add_fact(handle.run_id, fact)
-        notify(stack.backend, [notification(handle.run_id, fact_id(fact))])
-    return handle
-
-
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("channel", CHANNELS)
-def test_aws_hostile_payloads_fail_only_their_runs(make_stack: Any, channel: str) -> None:
-    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
-    decider, worker = stack.decider(), stack.worker()
-    client = stack.client
-    others = [client.start(hostile.example, a, b) for a, b in EXAMPLES[:2]]
-    targeted = [start_aws(stack, channel, name) for name in PAYLOADS]
-    others.append(client.start(hostile.example, *EXAMPLES[2]))
-    for handle in targeted:
-        assert_failed_clearly(lambda handle=handle: handle.result(timeout=90))
-    assert [handle.result(timeout=90) for handle in others] == EXPECTED
-    # The workflow code reports the decider's modules, its activity the worker's.
-    assert client.start(hostile.probe, NEVER_IMPORTED).result(timeout=60) == [[], []]
-    assert decider.poll() is None and worker.poll() is None, stack.logs()
-
-
-@pytest.mark.timeout(120)
-def test_aws_activities_that_exit_fail_only_their_attempts(make_stack: Any) -> None:
-    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
-    stack.decider()
-    worker = stack.worker()
-    exiting = [stack.client.start(workflow, 3) for workflow in (hostile.exits, hostile.exits_async)]
-    others = [stack.client.start(hostile.example, a, b) for a, b in EXAMPLES]
-    for handle in exiting:
-        with pytest.raises(TaskError) as info:
-            handle.result(timeout=60)
-        assert info.value.type_name == "builtins.SystemExit"
-    assert [handle.result(timeout=60) for handle in others] == EXPECTED
-    assert worker.poll() is None, stack.logs()
-
-
-@pytest.mark.timeout(120)
-def test_aws_types_declared_by_hints_and_a_client_that_lacks_them(make_stack: Any) -> None:
-    """The activity's hints declare Point and Color to the worker, which decodes
-    its input, and to the decider, which decodes its result; a client that was
-    not given the declarations says how to give them."""
-    from flowy import FlowyClient
-
-    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
-    stack.decider()
-    stack.worker()
-    handle = stack.client.start(hostile.moved, A.Point(x=1, y=2), A.Color.RED)
-    assert handle.result(timeout=60) == A.Point(x=2, y=2, label="red")
-    with pytest.raises(EncodeError, match=r"does not know .*give it the declarations"):
-        FlowyClient(backend=stack.backend).wait(handle.run_id, timeout=10)
-    informed = FlowyClient(backend=stack.backend, registry=hostile.REGISTRY)
-    assert informed.wait(handle.run_id, timeout=10) == A.Point(x=2, y=2, label="red")
-
-
 @pytest.mark.timeout(120)
 def test_aws_decider_whose_thread_dies_exits_non_zero(make_stack: Any) -> None:
-    stack = make_stack(definitions="tests.hostile:AWS_WORKFLOWS")
+    stack = make_stack(definitions=ENGINE_DEFINITIONS)
     decider = stack.decider()
     stack.client.start(hostile.interrupting, "INTERRUPT")
     wait_for(lambda: decider.poll() is not None, 60, "the decider to exit")
     assert decider.returncode == 1
     log = decider.log_path.read_text()
     assert "died" in log and "KeyboardInterrupt" in log
-
-
-def test_aws_worker_whose_poller_dies_stops_with_an_error(make_stack: Any) -> None:
-    """A fault in the poll loop itself (here: the queues answer a receive with
-    no response at all) ends the worker with LoopDied, never leaves it half alive."""
-    from flowy.worker.worker import ActivityWorker
-
-    class NoResponse:  # queues that answer a receive with no response at all
-        max_delay = 900.0
-
-        def receive(self, *_: Any, **__: Any) -> None:
-            return None
-
-    stack = make_stack()
-    backend = dataclasses.replace(stack.backend, queues=NoResponse())
-    worker = ActivityWorker(hostile.REGISTRY, backend, poll_wait=0)
-    with pytest.raises(LoopDied, match="thread of this worker died"):
-        worker.serve(threading.Event())

@@ -19,6 +19,14 @@ PUBLIC = {
     ],
     "flowy.tracing": ["AttemptTrace", "RunTrace", "TaskTrace", "Trace", "build_run_trace"],
     "flowy.backends.aws": ["AWSBackend", "AWSSettings", "client_config", "connect"],
+    "flowy.testing": [
+        "ActivityEnvironment", "HistoryBuilder", "LocalAWS", "ManualClock", "SkippingRunHandle",
+        "WorkflowEnvironment", "aws_endpoint", "load_history", "replay",
+    ],
+    "flowy.testing.history": [
+        "CODEC", "HistoryBuilder", "RunFailed", "auto_run", "comparable", "decide", "definition",
+        "done", "drive", "enc", "inp", "restarted", "sched", "timer",
+    ],
 }
 
 

@@ -13,8 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from history_builder import HistoryBuilder as B
-from history_builder import definition, enc
 
 from flowy import ConfigurationError, first, wait
 from flowy.core.events import (
@@ -26,6 +24,8 @@ from flowy.core.events import (
 )
 from flowy.core.replay import Decider, replay
 from flowy.core.spec import TaskSpec
+from flowy.testing.history import HistoryBuilder as B
+from flowy.testing.history import definition, enc
 from flowy.worker.inbox import notify
 from flowy.worker.messages import notification
 from tests.aws_support import wait_for

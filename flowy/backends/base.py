@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..core.errors import ErrorInfo
 from ..core.events import Event, Fact
@@ -26,6 +26,20 @@ TASKS = "tasks-"  # + task list: standard
 
 def task_queue(task_list: str) -> str:
     return TASKS + task_list
+
+
+# The steps of the protocol at which the engine calls ``Backend.checkpoint``,
+# in the order each process reaches them: where a process may die between two
+# effects.  The deterministic simulation crashes processes at each of them.
+DECIDER_STEPS = ("decider.committed",  # the batch is written, nothing sent
+                 "decider.sending",  # its tasks are sent, not its timers or notifications
+                 "decider.sent",  # all sent, the batch not yet marked sent
+                 "decider.consumed")  # the inbox consumed, the notification not acknowledged
+TIMER_STEPS = ("timers.handled",)  # a timer's fact is in, its message not acknowledged
+WORKER_STEPS = ("worker.ran",  # the attempt ran, its outcome not recorded
+                "worker.reported",  # the outcome recorded, the deciders not notified
+                "worker.notified")  # notified, the message not acknowledged
+CHECKPOINTS = DECIDER_STEPS + TIMER_STEPS + WORKER_STEPS
 
 
 class Clock(Protocol):
@@ -140,8 +154,9 @@ class RunStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+# Messages are named tuples, not frozen dataclasses: as immutable, and several
+# are made for every step of every run, where a tuple costs a third as much.
+class Outgoing(NamedTuple):
     """A message to send.  ``group`` and ``dedup`` are for FIFO queues: one
     message of a group is in flight at a time, and a message whose ``dedup``
     id was sent in the last five minutes is dropped.  ``delay`` (seconds, at
@@ -153,8 +168,7 @@ class Outgoing:
     delay: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(NamedTuple):
     """A received message, hidden from other receivers until its lease ends.
 
     ``receipt`` identifies this delivery.  Acknowledging or extending with an
@@ -225,9 +239,8 @@ class Backend:
     lease: float = 60.0
     max_receives: int = 5
     remote: bool = True
-    # Called by the engine at each named step of the protocol (see
-    # flowy.worker): the in-memory backend's fault injection crashes a process
-    # there by raising SimulatedCrash.
+    # Called by the engine at each step of CHECKPOINTS: the in-memory
+    # backend's fault injection crashes a process there by raising SimulatedCrash.
     checkpoint: Callable[[str], None] = lambda step: None
     # Wait until no message is waiting or held (True), or ``timeout`` passes
     # (False): only a backend that sees every queue at once can.

@@ -39,8 +39,9 @@ class MemoryClock(Protocol):
 class RealClock:
     """Wall-clock time: what ``LocalWorkflow`` runs on."""
 
-    def now(self) -> float:
-        return time.time()
+    # time.time itself, not a method calling it: the engine reads the time
+    # several times in every step of every run.
+    now = staticmethod(time.time)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -50,7 +51,7 @@ class RealClock:
         condition.wait(None if timeout is None else max(0.0, timeout))
 
     def wait_until(self, condition: threading.Condition, deadline: float) -> None:
-        self.wait(condition, None if deadline == math.inf else deadline - time.time())
+        condition.wait(None if deadline == math.inf else max(0.0, deadline - time.time()))
 
 
 class _Waiter:

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import bench as _bench
 from . import commands as _commands
+from . import simulate as _simulate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--poll-wait", type=int,
                        help="with --engine aws: long-poll seconds of the processes (default "
                             "0, short polls, on an emulator; 20 on AWS)")
+    _simulate.add_parser(commands)
     _commands.add_commands(commands)
     return parser
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         return _run_bench(args)
+    if args.command == "simulate":
+        return _simulate.run(args)
     if args.command in _commands.COMMANDS:
         return _commands.run(args)
     return 2

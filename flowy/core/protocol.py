@@ -36,17 +36,20 @@ from .runs import IN_HISTORY
 # -- identities ---------------------------------------------------------------
 
 
+_OUTCOMES = (TaskCompleted, TaskFailed, TaskTimedOut)
+
+
 def fact_id(fact: Fact) -> str:
     """The identity of a fact: two deliveries of the same fact share it."""
+    if isinstance(fact, _OUTCOMES):  # first: nearly every fact ends an attempt
+        return outcome_id(type(fact).__name__, fact.key)
     if isinstance(fact, WorkflowStarted):
         return "start"
     if isinstance(fact, TimerFired):
         return f"timer:{fact.key}"
     if isinstance(fact, CancelRequested):
         return "cancel"  # the first request wins; later ones are no-ops
-    if isinstance(fact, SignalReceived):
-        return f"signal:{fact.id}"
-    return outcome_id(type(fact).__name__, fact.key)
+    return f"signal:{fact.id}"
 
 
 def outcome_id(fact_type: str, key: str) -> str:
@@ -56,7 +59,7 @@ def outcome_id(fact_type: str, key: str) -> str:
 
 def outcome_key(fact: Fact) -> str | None:
     """The attempt a fact ends, if it is an attempt's outcome."""
-    if isinstance(fact, (TaskCompleted, TaskFailed, TaskTimedOut)):
+    if isinstance(fact, _OUTCOMES):
         return fact.key
     return None
 

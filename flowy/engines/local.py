@@ -44,10 +44,13 @@ class LocalWorkflow(Workflow):
     as keyword arguments and returning the workflow callable).  Activities run
     on ``executor`` (a class, called with ``max_workers=activity_workers``, or
     an executor instance); with a :class:`~concurrent.futures.ProcessPoolExecutor`
-    activities must be module-level functions.  ``workflow_workers`` threads
-    make the decisions.  A live run is kept between decisions (``cache_size``
-    runs per decider thread); ``cache_size=0`` replays the history for every
-    decision, which is slower but checks that the workflow is deterministic.
+    activities must be module-level functions.  ``workflow_workers`` is the
+    original API's number of decision threads; in this process the decider's
+    polling thread makes every decision itself, since with the GIL more
+    threads would not decide faster, only hand each decision over once more.
+    A live run is kept between decisions (``cache_size`` runs);
+    ``cache_size=0`` replays the history for every decision, which is slower
+    but checks that the workflow is deterministic.
     Sub-workflows run on this workflow's threads and executor.  ``backend``
     is an in-memory backend to run on (``flowy.testing`` passes one with a
     manual clock); by default each LocalWorkflow makes its own.

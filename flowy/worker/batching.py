@@ -7,8 +7,8 @@ leads the batch: it waits at most ``max_delay`` seconds (or until the batch
 has ``max_size`` items), then sends it in one request.  Every ``submit``
 returns once the batch holding its item has gone (or raises what sending it
 raised), so callers keep their order of effects: fact written, then
-notified, then message acknowledged.  With ``max_delay`` 0 (the in-memory
-backend, where a request costs nothing) every item is sent at once, alone.
+notified, then message acknowledged.  (On the in-memory backend, where a
+request costs nothing, the worker sends each item at once instead.)
 """
 
 from __future__ import annotations
@@ -39,9 +39,6 @@ class Batcher(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Add ``item`` to the open batch; return once that batch has been sent."""
-        if self._max_delay <= 0:  # nothing to wait for: the item is its own batch
-            self._flush([item])
-            return
         with self._lock:
             batch, leads = self._open, self._open is None
             if batch is None:

@@ -10,8 +10,9 @@ happened; after it, the next decider finds the batch unsent and sends it.
 
 Runs are spread over threads by a hash of their id, each thread with its
 own :class:`~flowy.core.replay.Decider` (live runs are greenlets, bound to a
-thread), and the decider keeps the histories of recent runs, so a decision
-for a cached run reads only the inbox, never the history.
+thread); in memory the polling thread decides itself (see
+:class:`DeciderService`).  The decider keeps the histories of recent runs, so
+a decision for a cached run reads only the inbox, never the history.
 
 The same code serves every backend: ``flowy decider`` on AWS, and
 ``LocalWorkflow`` on the in-memory backend.
@@ -19,9 +20,9 @@ The same code serves every backend: ``flowy decider`` on AWS, and
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,7 @@ from ..core.protocol import child_run_id, fact_id, parent_outcome, passed_on, re
 from ..core.replay import Decider, WorkflowDefinition
 from ..core.runs import COMPLETED, FAILED, RESTARTED, RunRecord
 from ..declaration import Registry, Workflow
-from .deciders import DeciderThreads, guarded
+from .deciders import DeciderThreads, InlineDecider, guarded
 from .inbox import notify, report, start_run, tell
 from .leases import HeldMessages
 from .messages import (
@@ -63,6 +64,13 @@ COMMIT_ATTEMPTS = 5
 # poll that began while the group was busy ends, so long polls there add up
 # to their whole wait to each step of a run; short polls don't.
 SHORT_POLL_PAUSE = 0.05
+
+
+@functools.lru_cache(maxsize=4096)
+def _notification_of(body: str) -> Notification:
+    """A run's notifications all have the same body: each one is parsed once
+    (a body that does not parse raises, and is not kept)."""
+    return parse(Notification, body)  # type: ignore[return-value]
 
 
 @dataclass
@@ -194,6 +202,7 @@ class Committer:
             outbox.notifications.append(tell(self.backend, target, fact))
         for queue, tasks in outbox.tasks.items():
             self.backend.queues.send(queue, tasks)
+        self.backend.checkpoint("decider.sending")
         arm(self.backend, outbox.timers)
         if closing is not None:
             self._close(state, closing, outbox)
@@ -253,7 +262,15 @@ class Committer:
 
 
 class DeciderService:
-    """A decider's loops: decision notifications (to threads by run) and timers."""
+    """A decider's loops: decision notifications (to threads by run) and timers.
+
+    ``serve`` runs them in threads; the simulation calls ``poll_decisions`` and
+    ``poll_timers`` itself, with ``threads=0`` and ``poll_wait=0``.  With
+    ``threads=0``, or on a backend in this process, the thread that receives
+    the notifications decides itself: in memory a decision waits on nothing
+    but the CPU, which the GIL gives one thread at a time anyway, so decider
+    threads would only add a hand-off to every decision.
+    """
 
     def __init__(self, registry: Registry, backend: Backend, *, threads: int = 2,
                  cache_size: int = 1000, poll_wait: float = 20, name: str = "flowy") -> None:
@@ -266,7 +283,9 @@ class DeciderService:
         # Set when a thread this process needs has died: the process must stop.
         self._fatal: BaseException | None = None
         self._dying = threading.Event()
-        self._threads = DeciderThreads(threads, self._handle_run, cache_size, name, self._die)
+        self._threads: DeciderThreads | InlineDecider = (
+            DeciderThreads(threads, self._handle_run, cache_size, name, self._die)
+            if threads and backend.remote else InlineDecider(self._handle_run, cache_size))
         # Notifications received and not yet acknowledged: a long decision (a
         # large fan-out) must not let its notification reappear mid-way.
         self._held = HeldMessages(backend)
@@ -313,12 +332,12 @@ class DeciderService:
     def _dispatch(self, messages: list[Received]) -> None:
         for message in messages:
             try:
-                note: Notification = parse(Notification, message.body)  # type: ignore
+                note = _notification_of(message.body)
             except MalformedMessage as exc:
                 self._dead_letter(DECISIONS, message, str(exc))
                 continue
             self._held.hold(DECISIONS, message.receipt)
-            self._threads.post(note.run, message.receipt, zlib.crc32(note.run.encode()))
+            self._threads.post(note.run, message.receipt)
 
     def _dead_letter(self, queue: str, message: Received, reason: str) -> None:
         log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",
@@ -341,6 +360,7 @@ class DeciderService:
             except BaseException:  # noqa: BLE001 - the timer's trouble; the others go on
                 log.exception("timer message %s failed; it will come back", message.id)
                 continue
+            self.backend.checkpoint("timers.handled")
             done.append(message.receipt)
         if done:
             self._acknowledge(TIMERS, done)
@@ -371,7 +391,12 @@ class DeciderService:
                                         name="flowy-leases", daemon=True)
         timer_thread.start()
         lease_thread.start()
-        loop(self.poll_decisions)
+        if isinstance(self._threads, InlineDecider):
+            # Decisions are made in this loop: one that raises what no loop
+            # contains kills it as it would kill a decider thread.
+            guarded(lambda: loop(self.poll_decisions), self._die)()
+        else:
+            loop(self.poll_decisions)
         timer_thread.join()
         self._threads.close()  # finishes the decisions in hand, whose leases go on
         closed.set()

@@ -12,7 +12,8 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Hashable
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import UNCONTAINED
@@ -61,8 +62,8 @@ class DeciderThreads:
         for thread in self._threads:
             thread.start()
 
-    def post(self, run: Hashable, fact: Any, shard: int) -> None:
-        self._inboxes[shard % len(self._inboxes)].put((run, fact))
+    def post(self, run: str, fact: Any) -> None:
+        self._inboxes[zlib.crc32(run.encode()) % len(self._inboxes)].put((run, fact))
 
     def close(self) -> None:
         for inbox in self._inboxes:
@@ -96,3 +97,19 @@ class DeciderThreads:
                     log.exception("decision for run %s failed", run)
             if stopping:
                 return
+
+
+class InlineDecider:
+    """Decides in the thread that posts, with one Decider: a decider on a
+    backend in this process does so, and the deterministic simulation steps
+    one so, a message at a time.  What a handler raises reaches the poster."""
+
+    def __init__(self, handler: Handler, cache_size: int) -> None:
+        self._handler = handler
+        self._decider = Decider(cache_size)
+
+    def post(self, run: str, fact: Any) -> None:
+        self._handler(self._decider, run, [fact])
+
+    def close(self) -> None:
+        """Nothing runs on its own."""

@@ -6,6 +6,7 @@ dead-letter queue with the reason, logs it, and goes on.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -67,8 +68,13 @@ def parse(model: type[_Body], body: str) -> _Body:
 def notification(run: str, why: str) -> Outgoing:
     """A decision-queue message saying that run ``run`` has news; ``why``
     identifies the news, so that a re-sent notification is deduplicated."""
-    return Outgoing(Notification(run=run).model_dump_json(), group=run,
-                    dedup=f"{run}\x1f{why}")
+    return Outgoing(_notification_body(run), group=run, dedup=f"{run}\x1f{why}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _notification_body(run: str) -> str:
+    # A run is notified at every step it takes: its body is made once.
+    return Notification(run=run).model_dump_json()
 
 
 def timer_delay(fire_at: float, now: float, max_delay: float) -> float:

@@ -2,7 +2,11 @@
 
 One poller thread per task list receives as many messages as there are free
 slots (at most ``concurrency`` attempts run at once) and hands each to a
-handler thread.  The handler runs the attempt: a plain function in its own
+handler thread.  In memory, where a receive costs nothing, each of the
+``concurrency`` handler threads receives its own messages instead, one at a
+time, which saves a hand-off between threads per attempt (with one task
+list: a thread waiting on one queue would hold a slot another queue's
+message may need).  The handler runs the attempt: a plain function in its own
 thread, or on ``executor`` if one is given (a process pool, say); a
 coroutine function on the worker's event loop.  While an attempt runs, its
 message is held (:mod:`flowy.worker.leases`), so the queue redelivers it
@@ -42,7 +46,7 @@ from ..core.errors import (
     MalformedMessage,
     ServiceError,
 )
-from ..core.events import Fact, TaskCompleted, TaskFailed, stamped
+from ..core.events import Fact, TaskCompleted, TaskFailed
 from ..core.protocol import fact_id, outcome_id
 from ..core.runs import IN_HISTORY
 from ..declaration import ActivityBinding, Registry
@@ -81,7 +85,6 @@ class ActivityWorker:
         self.grace = grace
         self.completed = 0
         self._executor = executor
-        self._handlers = _Handlers(concurrency, self._die)
         self._slots = _Slots(concurrency)
         self._held = HeldMessages(backend)
         self._reports = Reports(executor)
@@ -89,13 +92,17 @@ class ActivityWorker:
         self._fatal: BaseException | None = None
         self._dying = threading.Event()
         self._stopping = threading.Event()
-        # Over the network, a moment's wait gathers many attempts' requests into
-        # one; in memory a request costs nothing, and waiting would only add latency.
-        delay = 1.0 if backend.remote else 0.0
-        self._notifications: Batcher[Outgoing] = Batcher(
-            lambda batch: backend.queues.send(DECISIONS, batch), max_delay=0.005 * delay)
-        self._acknowledgements: Batcher[tuple[str, str]] = Batcher(
-            self._acknowledge, max_delay=0.02 * delay)
+        self._notify: Callable[[Outgoing], None]
+        self._acknowledge: Callable[[tuple[str, str]], None]  # (queue, receipt)
+        if backend.remote:  # a moment's wait gathers many attempts' requests into one
+            notifications: Batcher[Outgoing] = Batcher(
+                lambda batch: backend.queues.send(DECISIONS, batch), max_delay=0.005)
+            acknowledgements: Batcher[tuple[str, str]] = Batcher(self._acknowledge_all,
+                                                                 max_delay=0.02)
+            self._notify, self._acknowledge = notifications.submit, acknowledgements.submit
+        else:  # in memory a request costs nothing, and waiting would only add latency
+            self._notify = lambda note: backend.queues.send(DECISIONS, [note])
+            self._acknowledge = lambda message: self._acknowledge_all([message])
 
     def _die(self, exc: BaseException) -> None:
         self._fatal = exc
@@ -113,10 +120,16 @@ class ActivityWorker:
         stopping = self._stopping
         self._reports.start()
         loop_thread = self._start_loop()
+        handlers: _Handlers | None = None
+        if self.backend.remote or len(self.task_lists) > 1:
+            handlers = _Handlers(self.concurrency, self._die)
+            pollers = [(task_list, task_list) for task_list in self.task_lists]
+        else:  # in memory, one task list: handler threads receive (see the module)
+            pollers = [(self.task_lists[0], str(i)) for i in range(self.concurrency)]
         threads = [threading.Thread(target=guarded(functools.partial(
-                       self._poll, task_queue(task_list), stopping), self._die),
-                       name=f"flowy-poll-{task_list}", daemon=True)
-                   for task_list in self.task_lists]
+                       self._poll, task_queue(task_list), stopping, handlers), self._die),
+                       name=f"flowy-poll-{name}", daemon=True)
+                   for task_list, name in pollers]
         lease_done = threading.Event()
         threads.append(threading.Thread(target=guarded(lambda: self._held.keep(lease_done),
                                                        self._die),
@@ -128,7 +141,8 @@ class ActivityWorker:
             pass
         stopping.set()
         self._drain()
-        self._handlers.close()
+        if handlers is not None:
+            handlers.close()
         lease_done.set()
         self._reports.close()
         if self._loop is not None and loop_thread is not None:
@@ -165,27 +179,53 @@ class ActivityWorker:
                 log.warning("could not release a message (%s); it comes back after its "
                             "lease", exc)
 
-    def _poll(self, queue: str, stopping: threading.Event) -> None:
-        queues = self.backend.queues
+    def _poll(self, queue: str, stopping: threading.Event, handlers: _Handlers | None) -> None:
+        """Receive from ``queue`` for ``handlers``, or without them one message
+        at a time, handled in this thread."""
+        # A poller holds the slots it took for the whole of its long poll, even
+        # on an idle task list: with several lists each takes at most its share,
+        # so that pollers on idle lists can't hold every slot between them.
+        share = max(1, self.concurrency // len(self.task_lists))
+        most = 1 if handlers is None else min(10, share)
         while not stopping.is_set():
             # Over the network, wait for enough free slots to make a receive worth
             # its request; in memory a receive costs nothing.
-            free = self._slots.take(10, RECEIVE_BATCH if self.backend.remote else 1, stopping)
+            free = self._slots.take(most, RECEIVE_BATCH if self.backend.remote else 1, stopping)
             if not free:
                 continue
             try:
-                messages = queues.receive(queue, max_messages=free, wait=self.poll_wait,
-                                          lease=self.backend.lease)
+                messages = self._receive(queue, free, self.poll_wait)
             except Exception:
                 log.exception("receiving from %s failed; retrying in 1 s", queue)
                 messages = []
                 stopping.wait(1)
+            self._hold(queue, messages)  # a fault here is this loop's own: it dies of it
             self._slots.give(free - len(messages))
             if not messages and self.poll_wait == 0:
                 stopping.wait(SHORT_POLL_PAUSE)
             for message in messages:
-                self._held.hold(queue, message.receipt)
-                self._handlers.submit(functools.partial(self._handle, queue, message))
+                if handlers is None:
+                    self._handle(queue, message)
+                else:
+                    handlers.submit(functools.partial(self._handle, queue, message))
+
+    def _receive(self, queue: str, most: int, wait: float) -> list[Received]:
+        return self.backend.queues.receive(queue, max_messages=most, wait=wait,
+                                           lease=self.backend.lease)
+
+    def _hold(self, queue: str, messages: list[Received]) -> None:
+        for message in messages:
+            self._held.hold(queue, message.receipt)
+
+    def run_waiting(self, queue: str, most: int = 10) -> int:
+        """Receive what waits on ``queue`` and handle it in this thread, one
+        message after another; how many came.  The deterministic simulation
+        steps a worker so (plain activities only: no event loop runs)."""
+        messages = self._receive(queue, most, 0)
+        self._hold(queue, messages)
+        for message in messages:
+            self._handle_message(queue, message)
+        return len(messages)
 
     # -- one message ----------------------------------------------------------
 
@@ -213,10 +253,10 @@ class ActivityWorker:
             if news is not None:
                 # Also when the outcome was there already: whoever wrote it may
                 # have died before notifying (a repeat is deduplicated).
-                self._notifications.submit(notification(task.run, news))
+                self._notify(notification(task.run, news))
             self.backend.checkpoint("worker.notified")
             self._held.let_go(queue, message.receipt)  # no extension of what is acknowledged
-            self._acknowledgements.submit((queue, message.receipt))
+            self._acknowledge((queue, message.receipt))
         except UNCONTAINED:
             raise
         except BaseException:  # noqa: BLE001 - one attempt's trouble must not end the worker
@@ -257,11 +297,11 @@ class ActivityWorker:
             return self._failure(task, ServiceError(
                 f"attempt {task.key} was delivered {deliveries} times without finishing: the "
                 "workers running it died each time"))
+        recorder = None
         if task.watched:
             self._arm_watch(task)
+            recorder = HeartbeatRecorder(self.backend, task.run, task.key, task.heartbeat)
         token = f"{task.run}/{task.key}"
-        recorder = HeartbeatRecorder(self.backend, task.run, task.key,
-                                     task.heartbeat) if task.watched else None
         try:
             with self._reports.recording(token, recorder) as reporter:
                 outcome = self._execute(binding, token, task, reporter)
@@ -271,10 +311,10 @@ class ActivityWorker:
             return self._failure(task, FlowyError(
                 f"{task.key} could not be started: {type(exc).__name__}: {exc}"))
         self.completed += 1
-        fact: Fact = (TaskFailed(task.key, outcome.error, outcome.started_at)
-                      if outcome.error is not None else
-                      TaskCompleted(task.key, outcome.result or "", outcome.started_at))
-        return stamped(fact, self.backend.clock.now())
+        now = self.backend.clock.now()
+        if outcome.error is not None:
+            return TaskFailed(task.key, outcome.error, outcome.started_at, at=now)
+        return TaskCompleted(task.key, outcome.result or "", outcome.started_at, at=now)
 
     def _execute(self, binding: ActivityBinding, token: str, task: TaskMessage,
                  reporter: Any) -> AttemptOutcome:
@@ -290,8 +330,7 @@ class ActivityWorker:
 
     def _failure(self, task: TaskMessage, error: Exception) -> Fact:
         log.error("attempt %s of run %s fails: %s", task.key, task.run, error)
-        return stamped(TaskFailed(task.key, ErrorInfo.from_exception(error)),
-                       self.backend.clock.now())
+        return TaskFailed(task.key, ErrorInfo.from_exception(error), at=self.backend.clock.now())
 
     def _arm_watch(self, task: TaskMessage) -> None:
         """Record the start and arm the timers that watch a running attempt."""
@@ -306,7 +345,7 @@ class ActivityWorker:
                                        fire_at=now + task.heartbeat, limit=task.heartbeat))
         arm(self.backend, timers)
 
-    def _acknowledge(self, messages: list[tuple[str, str]]) -> None:
+    def _acknowledge_all(self, messages: list[tuple[str, str]]) -> None:
         by_queue: dict[str, list[str]] = {}
         for queue, receipt in messages:
             by_queue.setdefault(queue, []).append(receipt)
@@ -348,6 +387,7 @@ class _Slots:
         self._concurrency = concurrency
         self._free = concurrency
         self._changed = threading.Condition()
+        self._waiting = 0  # threads waiting on _changed: mostly none, and then none to wake
 
     def take(self, most: int, enough: int, stopping: threading.Event) -> int:
         """Wait for a free slot, then take up to ``most``; if fewer than ``enough``
@@ -356,9 +396,10 @@ class _Slots:
             while self._free == 0:
                 if stopping.is_set():
                     return 0
-                self._changed.wait(0.5)
+                self._wait(lambda: self._free > 0, 0.5)
             if self._free < enough < self._concurrency:
-                self._changed.wait(0.05)
+                before = self._free
+                self._wait(lambda: self._free != before, 0.05)  # the next give, or a moment
             taken = min(most, self._free)
             self._free -= taken
             return taken
@@ -367,8 +408,16 @@ class _Slots:
         if count:
             with self._changed:
                 self._free += count
-                self._changed.notify_all()
+                if self._waiting:
+                    self._changed.notify_all()
 
     def wait_all_free(self, timeout: float | None) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: self._free == self._concurrency, timeout)
+            return self._wait(lambda: self._free == self._concurrency, timeout)
+
+    def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        self._waiting += 1
+        try:
+            return self._changed.wait_for(done, timeout)
+        finally:
+            self._waiting -= 1

@@ -32,20 +32,24 @@ class Faults:
     (standard queues only: up to ``max_extra_delay`` more seconds); per
     message received from a standard queue: ``reorder`` (a random visible
     message comes instead of the oldest); per checkpoint:
-    ``crash_probability``.  They may be changed at any time.
+    ``crash_probability``, and ``stall`` (the process stalls there past its
+    leases: every message in flight becomes visible again, for another
+    receiver).  They may be changed at any time.
     """
 
     def __init__(self, seed: int = 0, *, drop: float = 0.0, duplicate: float = 0.0,
                  delay: float = 0.0, max_extra_delay: float = 30.0, reorder: float = 0.0,
-                 crash_probability: float = 0.0) -> None:
+                 crash_probability: float = 0.0, stall: float = 0.0) -> None:
         for name, p in (("drop", drop), ("duplicate", duplicate), ("delay", delay),
-                        ("reorder", reorder), ("crash_probability", crash_probability)):
+                        ("reorder", reorder), ("crash_probability", crash_probability),
+                        ("stall", stall)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} is a probability, between 0 and 1, not {p}")
         self.seed = seed
         self.drop, self.duplicate, self.delay, self.reorder = drop, duplicate, delay, reorder
         self.max_extra_delay = max_extra_delay
         self.crash_probability = crash_probability
+        self.stall = stall
         self.log: list[str] = []
         self.steps_seen: Counter[str] = Counter()
         self._random = random.Random(seed)
@@ -97,7 +101,10 @@ class Faults:
 
     def checkpoint(self, step: str) -> None:
         """The engine reached ``step``: raise SimulatedCrash if it is armed,
-        or if the seeded draw says so."""
+        or if the seeded draw says so; or stall there, if that draw says so."""
+        if self.draw(self.stall):
+            self.record(f"stall {step}")
+            self.expire_leases()
         with self._lock:
             self.steps_seen[step] += 1
             if self._armed[step] > 0:

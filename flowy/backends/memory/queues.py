@@ -16,7 +16,8 @@ thousands of messages through: visible messages are deques, delayed ones a
 heap by the time they show, leases a heap by their end, and stale heap
 entries (a message acknowledged or extended meanwhile) are skipped when they
 come up rather than searched for.  Time-driven changes (a delay or lease
-ending) are applied lazily, at the next operation on the queue.
+ending) are applied lazily, at the next operation on the queue.  One
+queue's state is :class:`~flowy.backends.memory.queue.Queue`.
 """
 
 from __future__ import annotations
@@ -26,149 +27,23 @@ import itertools
 import logging
 import math
 import threading
-from collections import deque
 from collections.abc import Collection, Sequence
 
 from ...core.errors import ServiceError
 from ..base import DECISIONS, Outgoing, Received
 from ..clocks import MemoryClock
 from .faults import Faults
+from .queue import DLQ_SUFFIX, Message, Queue
 
 log = logging.getLogger("flowy.backends.memory")
 
 MAX_DELAY = 900.0  # seconds: the SQS limit on a message's delay
 DEDUP_WINDOW = 300.0  # seconds a FIFO deduplication id is remembered, as in SQS
-DLQ_SUFFIX = "-dlq"
 
 
 def dead_letter_queue(queue: str) -> str:
     """The dead-letter queue of ``queue``: where its poison messages wait."""
     return queue + DLQ_SUFFIX
-
-
-class _Message:
-    __slots__ = ("id", "body", "group", "receive_count", "receipt", "lease_end", "reason")
-
-    def __init__(self, id: str, body: str, group: str | None, reason: str = "") -> None:
-        self.id, self.body, self.group, self.reason = id, body, group, reason
-        self.receive_count = 0
-        self.receipt: str | None = None  # of the current delivery, while in flight
-        self.lease_end = 0.0
-
-
-class _Queue:
-    """One queue's messages.  Invariant for FIFO: a group is in ``ready``
-    exactly when it has waiting messages and none in flight."""
-
-    __slots__ = ("name", "fifo", "is_dlq", "cond", "receivers", "visible", "groups", "ready",
-                 "busy", "waiting", "delayed", "leases", "in_flight", "dedup", "dedup_order")
-
-    def __init__(self, name: str, fifo: bool, lock: threading.RLock) -> None:
-        self.name, self.fifo = name, fifo
-        self.is_dlq = name.endswith(DLQ_SUFFIX)  # dead letters wait; they are not redriven
-        self.cond = threading.Condition(lock)
-        self.receivers = 0  # threads waiting on ``cond`` in receive
-        self.visible: deque[_Message] = deque()  # standard
-        self.groups: dict[str, deque[_Message]] = {}  # FIFO: waiting messages; none empty
-        self.ready: deque[str] = deque()  # FIFO
-        self.busy: set[str] = set()  # FIFO: groups with a message in flight
-        self.waiting = 0  # FIFO: messages in groups
-        self.delayed: list[tuple[float, int, _Message]] = []
-        self.leases: list[tuple[float, int, str]] = []  # (end, seq, receipt), maybe stale
-        self.in_flight: dict[str, _Message] = {}  # by receipt
-        self.dedup: dict[str, float] = {}  # FIFO: dedup id -> when first sent
-        self.dedup_order: deque[tuple[float, str]] = deque()
-
-    def visible_count(self) -> int:
-        return self.waiting if self.fifo else len(self.visible)
-
-    def next_event(self) -> float | None:
-        """When a delay or lease (perhaps a stale one) ends next."""
-        delayed, leases = self.delayed, self.leases
-        if delayed:
-            return min(delayed[0][0], leases[0][0]) if leases else delayed[0][0]
-        return leases[0][0] if leases else None
-
-    def is_due(self, now: float) -> bool:
-        """Whether a delay or lease (perhaps a stale one) has ended by ``now``."""
-        return bool((self.delayed and self.delayed[0][0] <= now)
-                    or (self.leases and self.leases[0][0] <= now))
-
-    def wake(self, count: int) -> None:
-        """``count`` messages became visible: wake as many waiting receivers
-        (each one that wakes looks before it waits again, and takes what it
-        finds).  The lock is held."""
-        if self.receivers:
-            self.cond.notify(count)
-
-    def wake_all(self) -> None:
-        """Wake every waiting receiver, to look again (and to see when to)."""
-        if self.receivers:
-            self.cond.notify_all()
-
-    def push(self, message: _Message) -> None:
-        """Make ``message`` visible, behind the others."""
-        if not self.fifo:
-            self.visible.append(message)
-            return
-        group = message.group
-        assert group is not None
-        waiting = self.groups.get(group)
-        if waiting is None:
-            waiting = self.groups[group] = deque()
-            if group not in self.busy:
-                self.ready.append(group)
-        waiting.append(message)
-        self.waiting += 1
-
-    def give_back(self, message: _Message) -> None:
-        """An in-flight message whose lease ended: visible again, and in a
-        FIFO queue first of its group, whose order it keeps."""
-        message.receipt = None
-        if not self.fifo:
-            self.visible.append(message)
-            return
-        group = message.group
-        assert group is not None
-        self.busy.discard(group)
-        self.groups.setdefault(group, deque()).appendleft(message)
-        self.waiting += 1
-        self.ready.append(group)
-
-    def release(self, message: _Message) -> bool:
-        """An in-flight message is gone: its FIFO group may deliver the next
-        (True if it has one waiting)."""
-        group = message.group
-        if self.fifo and group is not None:
-            self.busy.discard(group)
-            if group in self.groups:
-                self.ready.append(group)
-                return True
-        return False
-
-    def pop(self, faults: Faults | None) -> _Message | None:
-        """The next message to deliver, out of the visible ones."""
-        if self.fifo:
-            if not self.ready:
-                return None
-            group = self.ready.popleft()
-            waiting = self.groups[group]
-            message = waiting.popleft()
-            if not waiting:
-                del self.groups[group]  # a group per run: don't keep them all
-            self.waiting -= 1
-            self.busy.add(group)
-            return message
-        visible = self.visible
-        if not visible:
-            return None
-        if faults is not None and len(visible) > 1 and faults.draw(faults.reorder):
-            index = 1 + faults.choose(len(visible) - 1)
-            message = visible[index]
-            del visible[index]
-            faults.record(f"reorder {self.name} {message.id}")
-            return message
-        return visible.popleft()
 
 
 class MemoryQueues:
@@ -195,20 +70,20 @@ class MemoryQueues:
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)  # notified when work goes: for join
         self._joiners = 0  # threads waiting on _idle in join
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, Queue] = {}
         self._closed = False
         self._ids = itertools.count(1)  # message ids and receipts: deterministic per run
         self._seq = itertools.count()  # heap tie-breaks
         if faults is not None:
             faults.attach(self)
 
-    def _queue(self, name: str) -> _Queue:
+    def _queue(self, name: str) -> Queue:
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = _Queue(name, name in self._fifo, self._lock)
+            queue = self._queues[name] = Queue(name, name in self._fifo, self._lock)
         return queue
 
-    def _due(self, queue: _Queue, now: float) -> None:
+    def _due(self, queue: Queue, now: float) -> None:
         """Apply the delays and leases that have ended by ``now``."""
         shown = 0
         delayed, leases = queue.delayed, queue.leases
@@ -259,7 +134,7 @@ class MemoryQueues:
                 shown, ids, visible = 0, self._ids, q.visible
                 at: float | None = None  # the time, read only if a delay needs it
                 for out in messages:
-                    message = _Message(f"m{next(ids)}", out.body, None)
+                    message = Message(f"m{next(ids)}", out.body, None)
                     if out.delay > 0:
                         if at is None:
                             at = self.clock.now()
@@ -272,7 +147,7 @@ class MemoryQueues:
             elif shown:
                 q.wake(shown)
 
-    def _enqueue(self, q: _Queue, out: Outgoing, now: float) -> int:
+    def _enqueue(self, q: Queue, out: Outgoing, now: float) -> int:
         """Enqueue one message; how many copies became visible at once."""
         ident = f"m{next(self._ids)}"
         faults = self.faults
@@ -300,7 +175,7 @@ class MemoryQueues:
             delay += extra
         group = out.group if q.fifo else None
         for _ in range(copies):  # a duplicate has the same id, as an SQS one does
-            message = _Message(ident, out.body, group)
+            message = Message(ident, out.body, group)
             if delay > 0:
                 heapq.heappush(q.delayed, (now + delay, next(self._seq), message))
             else:
@@ -334,19 +209,19 @@ class MemoryQueues:
                     q.receivers -= 1
                 now = clock.now()
 
-    def _take(self, q: _Queue, now: float, max_messages: int, lease: float) -> list[Received]:
+    def _take(self, q: Queue, now: float, max_messages: int, lease: float) -> list[Received]:
         delayed, leases = q.delayed, q.leases
         if (delayed and delayed[0][0] <= now) or (leases and leases[0][0] <= now):  # is_due
             self._due(q, now)
-        taken: list[Received] = []
         source = q.ready if q.fifo else q.visible  # not empty exactly when pop has a message
-        pop, faults, in_flight = q.pop, self.faults, q.in_flight
-        ids, seq = self._ids, self._seq
-        max_receives = self.max_receives
-        limit = max_receives if max_receives is not None and not q.is_dlq else None
+        if not source:  # a waiting receiver looks before and after it waits
+            return []
+        taken: list[Received] = []
+        faults, in_flight, ids, seq = self.faults, q.in_flight, self._ids, self._seq
+        limit = None if q.is_dlq else self.max_receives
         end = now + lease
         while source and len(taken) < max_messages:
-            message = pop(faults)
+            message = q.pop(faults)
             if message is None:
                 break
             count = message.receive_count
@@ -365,7 +240,7 @@ class MemoryQueues:
             heapq.heapify(q.leases)
         return taken
 
-    def _to_dlq(self, q: _Queue, message: _Message, reason: str) -> None:
+    def _to_dlq(self, q: Queue, message: Message, reason: str) -> None:
         dlq = self._queue(dead_letter_queue(q.name))
         message.reason, message.receive_count, message.receipt = reason, 0, None
         dlq.push(message)
@@ -441,7 +316,7 @@ class MemoryQueues:
             held = q.in_flight.pop(message.receipt, None)
             if held is not None and q.release(held):
                 q.wake(1)
-            self._to_dlq(q, _Message(message.id, message.body,
+            self._to_dlq(q, Message(message.id, message.body,
                                      None if held is None else held.group), reason)
 
     def redrive(self, queue: str) -> int:
@@ -457,7 +332,7 @@ class MemoryQueues:
                 # A message dead-lettered after its lease was lost has no
                 # known group; SQS's redrive would need one too.
                 group = (dead.group or "dead-letter") if q.fifo else None
-                q.push(_Message(f"m{next(self._ids)}", dead.body, group))
+                q.push(Message(f"m{next(self._ids)}", dead.body, group))
             if count:
                 q.wake(count)
             return count
@@ -494,6 +369,23 @@ class MemoryQueues:
             q = self._queue(queue)
             self._due(q, self.clock.now())
             return q.visible_count(), len(q.in_flight), len(q.delayed)
+
+    def receivable(self, queue: str) -> bool:
+        """Whether a receive from ``queue`` now would get a message (a FIFO
+        queue's waiting messages may all be behind messages in flight)."""
+        with self._lock:
+            q = self._queue(queue)
+            self._due(q, self.clock.now())
+            return bool(q.ready if q.fifo else q.visible)
+
+    def next_event(self) -> float | None:
+        """When a delay or a lease ends next on any queue (dead-letter queues
+        aside), perhaps making a message visible: when a simulation that has
+        nothing to do moves its clock to."""
+        with self._lock:
+            events = [event for q in self._queues.values()
+                      if not q.is_dlq and (event := q.next_event()) is not None]
+            return min(events, default=None)
 
     def dead_letters(self, queue: str) -> list[tuple[str, str]]:
         """``(body, reason)`` of every message in the dead-letter queue of ``queue``."""

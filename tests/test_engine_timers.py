@@ -1,19 +1,24 @@
 """Durable timers past the queue's delay limit, decisions that batch completions,
-and held notifications' leases: on both backends where the backend is the point."""
+and held notifications' leases: on both backends, from one test body."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flowy import Registry
+import pytest
+
 from flowy.backends.base import DECISIONS, TIMERS
+from flowy.backends.memory import ManualClock, memory_backend
 from flowy.core.events import TaskCompleted, TaskTimedOut, stamped
-from flowy.worker.decider import DeciderService
+from flowy.core.replay import Decider
+from flowy.worker.decider import Committer, DeciderService
 from flowy.worker.messages import TimerMessage, notification, timer_delay
 from flowy.worker.timers import TimerKeeper
-from tests.scenarios import AWS_WORKFLOWS, aws_workflow
+from tests.aws_support import stack_backend, wait_for
+from tests.engines import BACKENDS, REGISTRY
 
 
 def test_timer_delay_is_capped() -> None:
@@ -44,28 +49,45 @@ def test_a_repeated_timeout_notifies_again(backend: Any) -> None:
     assert [type(f).__name__ for _, f in backend.store.read_inbox("r2")] == ["TaskTimedOut"]
 
 
-def test_completions_that_arrive_together_share_a_decision(make_stack: Any) -> None:
-    stack = make_stack()
-    stack.decider()
-    stack.worker("--concurrency", "10")
+def test_completions_that_arrive_together_share_a_decision(make_engine: Any) -> None:
+    """Thirty completions wait in the inbox before a decider runs: one decision takes them all."""
+    engine = make_engine(serve=False)
     n = 30
-    handle = stack.client.start(aws_workflow("fanout"), n)
-    assert handle.result(timeout=120) == n * (n + 1) // 2
-    batches = stack.backend.store.read_batches(handle.run_id)
-    completions = [sum(isinstance(e, TaskCompleted) for e in b.events) for b in batches]
-    assert sum(completions) == n + 1
-    assert len(batches) <= n // 2, completions  # one decision per completion would be n + 2
+    handle = engine.start("fanout", n)
+    Committer(REGISTRY, engine.backend).handle(Decider(), handle.run_id)  # schedules the tasks
+    engine.worker(concurrency=10)
+    store = engine.backend.store
+    wait_for(lambda: len(store.read_inbox(handle.run_id)) == n, 60, "every task's completion")
+    engine.decider()
+    assert handle.result(timeout=60) == n * (n + 1) // 2
+    batches = store.read_batches(handle.run_id)
+    # The fan-out, the n completions with the total's scheduling, the total's completion.
+    assert [sum(isinstance(e, TaskCompleted) for e in b.events) for b in batches] == [0, n, 1]
 
 
-def test_held_notifications_keep_their_lease(make_stack: Any) -> None:
+@pytest.fixture(params=BACKENDS)
+def leased(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Callable[[float], None]]]:
+    """A backend whose leases last 10 s, and how to let time pass on it: a
+    manual clock in memory, the wall clock on AWS."""
+    if request.param == "memory":
+        clock = ManualClock()
+        memory = memory_backend(clock=clock, lease=10.0)
+        yield memory, clock.advance
+        memory.close()
+    else:
+        aws = stack_backend(request.getfixturevalue("aws_endpoint"), visibility_timeout=10)
+        yield aws, time.sleep
+
+
+def test_held_notifications_keep_their_lease(leased: tuple[Any, Callable[[float], None]]
+                                             ) -> None:
     """A notification held by a slow decision must not reappear to other deciders."""
-    stack = make_stack(visibility_timeout=10)
-    backend = stack.backend
-    service = DeciderService(Registry(AWS_WORKFLOWS), backend, poll_wait=0)
+    backend, let_pass = leased
+    service = DeciderService(REGISTRY, backend, poll_wait=0)
     service._threads.close()  # hold the notification: nobody handles it
     backend.queues.send(DECISIONS, [notification("run-1", "news")])
     assert service.poll_decisions() == 1
-    time.sleep(4)
+    let_pass(4)
     service.renew_leases()  # a third through its 10 s lease: extended by 10 s
-    time.sleep(7.5)  # past the first lease, inside the renewed one
+    let_pass(7.5)  # past the first lease, inside the renewed one
     assert backend.queues.receive(DECISIONS, max_messages=10, wait=0, lease=10) == []

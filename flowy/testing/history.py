@@ -1,12 +1,30 @@
-"""Helpers to build histories and drive the pure core (flowy.core) by hand.
+"""Building histories by hand and driving the pure core with them.
 
-* :class:`HistoryBuilder` builds a batch of facts: ``HistoryBuilder().started(2)``,
-  ``.completed("square-0-1", 4)``, ``.failed(...)``, ``.timed_out(...)``, ``.fired(...)``.
-* ``sched``/``timer``/``done``/``restarted``/``RunFailed`` build the decisions a test expects;
-  :func:`comparable` turns actual decisions into the same shape (a failed run is compared
-  on its message and type name, not on its traceback).
-* :func:`drive` feeds batches of facts to a Decider, committing each batch and its
-  decisions, the way an engine does; :func:`auto_run` plays the whole engine.
+A workflow's code is a function of its history: the facts that came in
+(started, completed, failed, timed out, fired, signalled, cancelled) decide
+what it calls next.  These helpers let a test state a history and check the
+decisions, with no engine, no threads and no clock, the way Flowy's own core
+tests do:
+
+.. code-block:: python
+
+    from flowy.testing.history import HistoryBuilder, decide, done, sched
+
+    decisions = decide(workflow, [], HistoryBuilder().started(2, 10))
+    assert decisions == [sched("square-0-1", 2), sched("square-1-1", 10)]
+
+* :class:`HistoryBuilder` builds a batch of facts by chained calls.
+* :func:`sched`, :func:`timer`, :func:`done`, :func:`restarted` and
+  :class:`RunFailed` build the decisions a test expects; :func:`comparable`
+  turns actual decisions into the same shape (a failed run is compared on its
+  message and type name, not on its traceback).
+* :func:`decide` makes one decision; :func:`drive` feeds batches of facts in
+  turn, committing each with its decisions as an engine does; :func:`auto_run`
+  plays the whole engine synchronously with plain functions as activities.
+
+Values are encoded with :data:`CODEC` (a plain :class:`flowy.JSONCodec`), and
+the functions that take a workflow accept a :class:`flowy.Workflow` (a
+``LocalWorkflow`` too) or a core :class:`~flowy.core.replay.WorkflowDefinition`.
 """
 
 from __future__ import annotations
@@ -16,13 +34,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flowy.codec import JSONCodec
-from flowy.core.errors import ErrorInfo
-from flowy.core.events import (
+from ..codec import JSONCodec
+from ..core.errors import ErrorInfo
+from ..core.events import (
     CLOSING_TYPES,
+    CancelRequested,
     Decision,
     Event,
     Fact,
+    SignalReceived,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -34,15 +54,22 @@ from flowy.core.events import (
     WorkflowRestarted,
     WorkflowStarted,
 )
-from flowy.core.replay import Decider, WorkflowDefinition
-from flowy.core.spec import TaskSpec
-from flowy.core.workflow import WorkflowFactory
+from ..core.replay import Decider, WorkflowDefinition
+from ..core.spec import TaskSpec
+from ..core.workflow import WorkflowFactory
+from ..declaration import Workflow
+
+__all__ = ["CODEC", "HistoryBuilder", "RunFailed", "auto_run", "comparable", "decide",
+           "definition", "done", "drive", "enc", "inp", "restarted", "sched", "timer"]
 
 CODEC = JSONCodec()
 _run_ids = itertools.count()
 
+WorkflowLike = Workflow | WorkflowDefinition
+
 
 def enc(value: Any) -> str:
+    """``value`` encoded as a payload (a result, a signal's value)."""
     return CODEC.encode(value)
 
 
@@ -52,14 +79,22 @@ def inp(*args: Any, **kwargs: Any) -> str:
 
 
 def definition(factory: WorkflowFactory, *names: str, **specs: TaskSpec) -> WorkflowDefinition:
-    """A definition whose dependencies ``names`` are plain activities, plus ``specs``."""
+    """A core definition whose dependencies ``names`` are plain activities, plus
+    ``specs``: a workflow to drive without declaring it (no functions needed)."""
     all_specs: dict[str, TaskSpec] = {name: TaskSpec() for name in names}
     all_specs.update(specs)
     return WorkflowDefinition(factory, all_specs, CODEC)
 
 
+def _definition(workflow: WorkflowLike) -> WorkflowDefinition:
+    return workflow.definition if isinstance(workflow, Workflow) else workflow
+
+
 class HistoryBuilder:
-    """A list of facts, built by chained calls."""
+    """A list of facts, built by chained calls: ``HistoryBuilder().started(2)``,
+    ``.completed("square-0-1", 4)``, ``.failed(...)``, ``.timed_out(...)``,
+    ``.fired(...)``, ``.signaled(...)``, ``.cancelled(...)``.  Task keys are
+    the attempt keys the core gives: ``'<dependency>-<call number>-<attempt>'``."""
 
     def __init__(self) -> None:
         self.events: list[Fact] = []
@@ -92,6 +127,16 @@ class HistoryBuilder:
         self.events.append(TimerFired(key))
         return self
 
+    def signaled(self, name: str, value: Any = None, id: str | None = None) -> HistoryBuilder:
+        """A ``name`` signal with ``value``; ``id`` (unique by default) is what
+        makes a re-sent signal a no-op."""
+        self.events.append(SignalReceived(name, enc(value), id or f"signal-{next(_run_ids)}"))
+        return self
+
+    def cancelled(self, reason: str = "") -> HistoryBuilder:
+        self.events.append(CancelRequested(reason))
+        return self
+
     def build(self) -> list[Fact]:
         return list(self.events)
 
@@ -107,6 +152,9 @@ def sched(key: str, *args: Any, deps: Iterable[str] = (), kind: str = "activity"
     """The TaskScheduled of attempt key ``'<dep>-<n>-<attempt>'`` with these arguments."""
     call_id, _, attempt = key.rpartition("-")
     spec = spec or TaskSpec(kind=kind)  # type: ignore[arg-type]
+    if spec.kind != "activity" and spec.kind != "workflow":
+        raise ValueError(f"sched is for activities and sub-workflows, not a {spec.kind}: "
+                         "a timer's decision is timer(key, delay)")
     return TaskScheduled(key, call_id, call_id.rpartition("-")[0], spec.kind, inp(*args, **kwargs),
                          int(attempt), tuple(deps), spec.start_to_close,
                          spec.schedule_to_start, spec.heartbeat)
@@ -139,28 +187,30 @@ def comparable(decisions: Sequence[Decision]) -> list[Any]:
 
 # -- driving ------------------------------------------------------------------
 
-def decide(definition: WorkflowDefinition, history_so_far: Sequence[Event],
+def decide(workflow: WorkflowLike, history_so_far: Sequence[Event],
            new_facts: HistoryBuilder | Sequence[Fact], decider: Decider | None = None,
            run_id: str = "run") -> list[Decision]:
     """One decision; without a decider, a fresh one that replays ``history_so_far``."""
     decider = decider if decider is not None else Decider(cache_size=0)
-    return decider.decide(run_id, definition, list(history_so_far), facts(new_facts))
+    return decider.decide(run_id, _definition(workflow), list(history_so_far),
+                          facts(new_facts))
 
 
-def drive(definition: WorkflowDefinition, batches: Sequence[HistoryBuilder | Sequence[Fact]],
+def drive(workflow: WorkflowLike, batches: Sequence[HistoryBuilder | Sequence[Fact]],
           decider: Decider | None = None) -> tuple[list[Event], list[list[Decision]]]:
     """Feed each batch of facts in turn, committing it and its decisions like an engine.
 
     Returns the full history and the decisions of each batch.
     """
     decider = decider if decider is not None else Decider()
+    definition = _definition(workflow)
     run_id = f"run-{next(_run_ids)}"
     history: list[Event] = []
     per_batch: list[list[Decision]] = []
     for batch in batches:
         new = facts(batch)
         decisions = decider.decide(run_id, definition, history, new)
-        history += new + decisions
+        history += [*new, *decisions]
         per_batch.append(decisions)
     return history, per_batch
 
@@ -174,7 +224,7 @@ def _execute(function: Callable[..., Any], decision: TaskScheduled) -> Fact:
     return TaskCompleted(decision.key, enc(value))
 
 
-def auto_run(definition: WorkflowDefinition, functions: Mapping[str, Callable[..., Any]],
+def auto_run(workflow: WorkflowLike, functions: Mapping[str, Callable[..., Any]],
              *args: Any, decider: Decider | None = None, max_decisions: int = 200,
              **kwargs: Any) -> tuple[Decision, list[Event]]:
     """Play the engine synchronously until the run closes.
@@ -184,12 +234,13 @@ def auto_run(definition: WorkflowDefinition, functions: Mapping[str, Callable[..
     closing decision and the full history.
     """
     decider = decider if decider is not None else Decider()
+    definition = _definition(workflow)
     run_id = f"auto-{next(_run_ids)}"
     history: list[Event] = []
     new: list[Fact] = [WorkflowStarted(inp(*args, **kwargs))]
     for _ in range(max_decisions):
         decisions = decider.decide(run_id, definition, history, new)
-        history += new + decisions
+        history += [*new, *decisions]
         new = []
         for decision in decisions:
             if isinstance(decision, CLOSING_TYPES):

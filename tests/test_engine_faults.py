@@ -1,0 +1,161 @@
+"""Faults on both backends, from one test body: duplicates, races, poison, redelivery.
+
+Each test runs on the in-memory backend (the engine in threads of this
+process) and on AWS (decider and worker processes on the emulator), as
+tests/engines.py sets them up; a second decider in memory is a second
+DeciderService over the same backend.  What is about processes dying, or
+about S3, stays in test_aws_faults.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from flowy import FlowyClient, TaskError
+from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
+from flowy.core.events import TaskCompleted, TaskScheduled, stamped
+from flowy.core.replay import Decider
+from flowy.core.runs import RunRecord
+from flowy.worker.decider import Committer
+from flowy.worker.inbox import start_run
+from flowy.worker.messages import notification
+from tests.aws_support import wait_for
+from tests.engines import REGISTRY, keys
+from tests.scenarios import aws_workflow
+
+
+def _task_message(engine: Any, task_list: str) -> Any:
+    """Play the worker of ``task_list``: receive the task message waiting there."""
+    return wait_for(lambda: engine.backend.queues.receive(task_queue(task_list), max_messages=1,
+                                                          wait=1, lease=30),
+                    30, f"the task message on {task_list}")[0]
+
+
+def test_same_result_delivered_twice_is_one_completion(make_engine: Any) -> None:
+    engine = make_engine(serve=False)
+    engine.decider()
+    handle = engine.start("manual", 5)
+    queues, store = engine.backend.queues, engine.backend.store
+    task = json.loads(_task_message(engine, "manual").body)
+    result = stamped(TaskCompleted(task["key"], "25"), 1.0)
+    for delivery in range(3):  # three deliveries of one result, each with its notification
+        store.add_outcome(task["run"], result)
+        queues.send(DECISIONS, [notification(task["run"], f"delivery-{delivery}")])
+    assert handle.result(timeout=30) == 25
+    assert keys(engine.client.history(handle.run_id), TaskCompleted) == Counter(
+        {task["key"]: 1})
+
+
+def test_outcome_written_but_never_notified_is_notified_on_redelivery(make_engine: Any) -> None:
+    """A worker wrote the outcome and died before notifying: the next worker to
+    get the message notifies instead of running the attempt again."""
+    engine = make_engine(serve=False)
+    engine.decider()
+    handle = engine.start("manual", 7)
+    message = _task_message(engine, "manual")
+    task = json.loads(message.body)
+    engine.backend.store.add_outcome(task["run"], stamped(TaskCompleted(task["key"], "49"), 1.0))
+    engine.backend.queues.extend(task_queue("manual"), [message.receipt], 0)  # it dies
+    engine.worker(task_lists=("manual",))
+    assert handle.result(timeout=30) == 49
+    assert keys(engine.client.history(handle.run_id), TaskCompleted) == Counter(
+        {task["key"]: 1})
+
+
+def test_two_deciders_racing_on_one_run(backend: Any) -> None:
+    """Decider B has the run cached at an old version: its commit loses to A's,
+    and it decides again from fresh history; every fact is committed once."""
+    handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
+    makers = [Committer(REGISTRY, backend) for _ in range(2)]
+    deciders = [Decider(), Decider()]
+    makers[0].handle(deciders[0], handle.run_id)  # commits version 1
+    stale = makers[1]._state(handle.run_id)
+    assert stale is not None and stale.version == 1
+    backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-0-1", "1"), 2.0))
+    makers[0].handle(deciders[0], handle.run_id)  # version 2
+    backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-1-1", "4"), 3.0))
+    assert makers[1]._decide(deciders[1], stale) is None  # version 2 is taken
+    makers[1].handle(deciders[1], handle.run_id)  # reloads: version 3
+    batches = backend.store.read_batches(handle.run_id)
+    assert [b.version for b in batches] == [1, 2, 3]
+    history = [e for b in batches for e in b.events]
+    assert keys(history, TaskCompleted) == Counter({"square-0-1": 1, "square-1-1": 1})
+    assert keys(history, TaskScheduled)["sum-0-1"] == 1
+
+
+def test_two_deciders_share_the_work(make_engine: Any) -> None:
+    engine = make_engine(serve=False)
+    engine.decider()
+    engine.decider()
+    engine.worker()
+    handles = [engine.start("example", i, 1) for i in range(8)]
+    assert [h.result(timeout=60) for h in handles] == [i * i + 1 for i in range(8)]
+    for h in handles:
+        history = engine.client.history(h.run_id)
+        assert all(n == 1 for n in keys(history, TaskCompleted).values())
+        assert all(n == 1 for n in keys(history, TaskScheduled).values())
+
+
+def test_a_cached_run_reads_only_its_inbox(backend: Any, monkeypatch: Any) -> None:
+    client = FlowyClient(backend)
+    handle = client.start(aws_workflow("example"), 1, 2)
+    maker = Committer(REGISTRY, backend)
+    decider = Decider()
+    history_reads = []
+    read_batches = backend.store.read_batches
+    monkeypatch.setattr(backend.store, "read_batches",
+                        lambda *a, **k: history_reads.append(a) or read_batches(*a, **k))
+    maker.handle(decider, handle.run_id)  # loads the run: its one history read
+    for key, result in (("square-0-1", "1"), ("square-1-1", "4"), ("sum-0-1", "5")):
+        backend.store.add_outcome(handle.run_id, stamped(TaskCompleted(key, result), 9.0))
+        maker.handle(decider, handle.run_id)
+    assert len(history_reads) == 1
+    assert decider.replays == 1  # the first decision starts from the empty history
+    assert client.status(handle.run_id).status == "completed"
+
+
+def test_malformed_messages_go_to_dead_letter_queues(engine: Any) -> None:
+    poison = {DECISIONS: Outgoing("{not json", group="x", dedup="x"),
+              TIMERS: Outgoing("{not json"), task_queue("default"): Outgoing("{not json")}
+    for queue, message in poison.items():
+        engine.backend.queues.send(queue, [message])
+    assert engine.start("example", 2, 3).result(timeout=60) == 13
+    for queue in poison:
+        [(body, reason)] = wait_for(lambda q=queue: engine.dead_letters(q), 30,
+                                    f"the poison message in the dead-letter queue of {queue}")
+        assert body == "{not json"
+        assert reason.startswith("not a ")
+    # The decider and the worker that moved them kept going.
+    assert engine.start("example", 3, 4).result(timeout=60) == 25
+    assert "moved to the dead-letter queue" in engine.logs()
+
+
+def test_dead_letters_are_redriven_once_fixed(make_engine: Any) -> None:
+    engine = make_engine(serve=False)
+    queues = engine.backend.queues
+    # A run whose notification was given up on (say its deciders did not know
+    # the workflow yet): it waits in the dead-letter queue, the run stays open.
+    stuck = RunRecord("stuck", aws_workflow("example").ref, started_at=1.0, input="[[3,4],{}]")
+    queues.send(DECISIONS, [start_run(engine.backend, stuck)])
+    [message] = wait_for(lambda: queues.receive(DECISIONS, max_messages=1, wait=1, lease=30),
+                         30, "the run's notification")
+    queues.dead_letter(DECISIONS, message, "received 5 times")
+    engine.decider()
+    engine.worker()
+    assert queues.redrive(DECISIONS) == 1
+    assert engine.client.wait("stuck", timeout=60) == 25
+    assert queues.redrive(task_queue("default")) == 0
+
+
+def test_unknown_activity_fails_the_task_naming_it(make_engine: Any) -> None:
+    engine = make_engine(serve=False)
+    engine.decider()
+    engine.worker(definitions="tests.scenarios:WORKER_WORKFLOWS")  # not told about ghost
+    with pytest.raises(TaskError) as info:
+        engine.start("ghost", 3).result(timeout=60)
+    assert info.value.type_name == "flowy.ConfigurationError"
+    assert "activity task of workflow ghost@1 is not known to this worker" in str(info.value)
