@@ -27,7 +27,7 @@ from typing import Any
 from flowy import FlowyClient, Registry, RunHandle, load_registry
 from flowy.backends.memory import memory_backend
 from flowy.engines.local import POLL_WAIT, InProcessEngine
-from flowy.worker.decider import DeciderService
+from flowy.worker.decider import Decider
 from flowy.worker.worker import ActivityWorker
 from tests.aws_support import DEFINITIONS, Stack
 from tests.scenarios import AWS_WORKFLOWS, aws_workflow
@@ -98,7 +98,7 @@ class EngineUnderTest:
         if self._stack is not None:
             self._stack.decider("--threads", str(threads), "--cache-size", str(cache_size))
             return
-        service = DeciderService(self.registry, self.backend, threads=threads,
+        service = Decider(self.registry, self.backend, threads=threads,
                                  cache_size=cache_size, poll_wait=POLL_WAIT)
         self._serve(service.serve, "decider")
 

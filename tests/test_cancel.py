@@ -20,7 +20,7 @@ from flowy.core.events import (
     WorkflowFailed,
 )
 from flowy.core.protocol import child_run_id
-from flowy.core.replay import Decider, replay
+from flowy.core.replay import Replayer, replay
 from flowy.testing.history import HistoryBuilder as B
 from flowy.testing.history import definition, sched
 from tests import activities as A
@@ -46,7 +46,7 @@ def _types(events: Any) -> list[str]:
 
 def test_core_fails_the_run_at_once_and_replays_it() -> None:
     single = definition(Single, "square")
-    decider = Decider()
+    decider = Replayer()
     first = B().started(3).events
     assert decider.decide("r", single, [], first) == [sched("square-0-1", 3)]
     history = [*first, sched("square-0-1", 3)]
@@ -56,11 +56,11 @@ def test_core_fails_the_run_at_once_and_replays_it() -> None:
         CANCELLED, "the run was cancelled: no longer needed")
     history += [CancelRequested("no longer needed"), failed]
     replay(single, history)  # a replay makes the same decisions: no NondeterminismError
-    assert Decider().decide("r", single, history, B().completed("square-0-1", 9).events) == []
+    assert Replayer().decide("r", single, history, B().completed("square-0-1", 9).events) == []
 
 
 def test_core_cancel_in_the_same_batch_as_the_start() -> None:
-    [failed] = Decider().decide("r", definition(Single, "square"), [],
+    [failed] = Replayer().decide("r", definition(Single, "square"), [],
                                 [*B().started(3).events, CancelRequested()])
     assert isinstance(failed, WorkflowFailed)
     assert failed.error.message == "the run was cancelled"

@@ -15,7 +15,7 @@ import pytest
 from flowy.core.combinators import finish_order, first, first_n, parallel_reduce, restart, wait
 from flowy.core.errors import ErrorInfo, TaskError, TaskTimedout
 from flowy.core.events import TaskFailed, WorkflowCompleted, WorkflowFailed, WorkflowStarted
-from flowy.core.replay import Decider
+from flowy.core.replay import Replayer
 from flowy.core.spec import RetryPolicy, TaskSpec
 from flowy.testing.history import HistoryBuilder as B
 from flowy.testing.history import (
@@ -466,7 +466,7 @@ def test_an_exception_in_workflow_code_keeps_its_traceback_and_mro() -> None:
 def test_decide_helper_replays_the_committed_history() -> None:
     defn = definition(TwoErrorsReturned, "square")
     history, _ = drive(defn, [B().started()])
-    decider = Decider(cache_size=0)
+    decider = Replayer(cache_size=0)
     assert decide(defn, history, B().completed("square-0-1", 1), decider) == []
     assert decider.replays == 1
     history += B().completed("square-0-1", 1).build()

@@ -35,7 +35,7 @@ from flowy.core.events import (
     is_decision,
     stamped,
 )
-from flowy.core.replay import Decider, check_same_decisions, replay
+from flowy.core.replay import Replayer, check_same_decisions, replay
 from flowy.core.spec import TaskSpec
 from flowy.testing.history import (
     CODEC,
@@ -56,7 +56,7 @@ NOT_DETERMINISTIC = "workflow is not deterministic: {}. Workflow code must make 
                     "with the same arguments every time it runs (no clocks, random numbers or I/O)."
 
 
-class CountingDecider(Decider):
+class CountingReplayer(Replayer):
     """A Decider that also counts its decide() calls."""
 
     def __init__(self, cache_size: int) -> None:
@@ -142,7 +142,7 @@ def test_full_replay_equals_incremental(defn: Any, functions: dict[str, Any],
     runs = []
     for cache_size in (1000, 0):
         fns = {name: flaky(2) if fn == "flaky" else fn for name, fn in functions.items()}
-        decider = CountingDecider(cache_size)
+        decider = CountingReplayer(cache_size)
         closing, history = auto_run(defn, fns, *args, decider=decider)
         runs.append((closing, history, decider))
     (closing, history, cached), (closing0, history0, replaying) = runs
@@ -174,7 +174,7 @@ def test_retries_history_has_its_timers() -> None:
 
 @pytest.mark.parametrize(("defn", "batches", "expected"), CASES)
 def test_decide_table_with_full_replay(defn: Any, batches: list[B], expected: Any) -> None:
-    cached, replaying = CountingDecider(1000), CountingDecider(0)
+    cached, replaying = CountingReplayer(1000), CountingReplayer(0)
     history, _ = drive(defn, batches, cached)
     history0, per_batch0 = drive(defn, batches, replaying)
     assert history0 == history
@@ -187,7 +187,7 @@ def test_decide_table_with_full_replay(defn: Any, batches: list[B], expected: An
 
 def test_forget_and_eviction_cause_replays() -> None:
     defn = definition(Chain, "square", "cube")
-    decider = Decider(cache_size=1)
+    decider = Replayer(cache_size=1)
     histories: dict[str, list[Event]] = {"one": [], "two": []}
 
     def step(run_id: str, new: B) -> list[Decision]:
@@ -235,10 +235,10 @@ def test_parallel_reduce_replays_like_the_live_run() -> None:
     defn = definition(ReduceAfterResume, "square", "add")
     batches = [B().started(), B().completed("square-0-1", 1), B().completed("square-2-1", 9),
                B().completed("square-1-1", 4), B().completed("add-0-1", 13)]
-    _, live = drive(defn, batches, Decider())
+    _, live = drive(defn, batches, Replayer())
     assert live[3] == [sched("add-0-1", 9, 4, deps=("square-2", "square-1"))]
     assert live[4] == [done(13)]
-    _, replayed = drive(defn, batches, Decider(cache_size=0))
+    _, replayed = drive(defn, batches, Replayer(cache_size=0))
     assert replayed == live
 
 
@@ -247,9 +247,9 @@ def test_encode_error_order_replays_like_the_live_run() -> None:
     batches = [B().started(), B().completed("square-0-1", 1),
                B().completed("square-1-1", 4).completed("square-2-1", 9),
                B().completed("square-4-1", 10000)]
-    _, live = drive(defn, batches, Decider())
+    _, live = drive(defn, batches, Replayer())
     assert live[2] == [sched("square-4-1", 100)]
-    _, replayed = drive(defn, batches, Decider(cache_size=0))
+    _, replayed = drive(defn, batches, Replayer(cache_size=0))
     assert replayed == live
 
 
@@ -299,7 +299,7 @@ NONDETERMINISTIC = [
 def test_a_changed_workflow_fails_the_run(factory: Any, history: list[Event], new: B,
                                           problem: str) -> None:
     defn = definition(factory, "square", "cube")
-    decider = Decider(cache_size=0)
+    decider = Replayer(cache_size=0)
     decisions = decide(defn, history, new, decider)
     # (c) one decision and nothing else: no half-made decisions reach the history
     assert len(decisions) == 1 and isinstance(decisions[0], WorkflowFailed)
@@ -314,7 +314,7 @@ def test_a_changed_workflow_fails_the_run(factory: Any, history: list[Event], ne
 
 
 def test_a_failed_replay_leaves_no_state_behind() -> None:
-    decider = Decider(cache_size=1000)
+    decider = Replayer(cache_size=1000)
     history = list(SQUARE_2)
     new = B().completed("square-0-1", 4).build()
     changed = definition(scripted(("square", 3)), "square", "cube")

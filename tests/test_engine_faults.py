@@ -3,7 +3,7 @@
 Each test runs on the in-memory backend (the engine in threads of this
 process) and on AWS (decider and worker processes on the emulator), as
 tests/engines.py sets them up; a second decider in memory is a second
-DeciderService over the same backend.  What is about processes dying, or
+Decider over the same backend.  What is about processes dying, or
 about S3, stays in test_aws_faults.py.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from flowy import FlowyClient, TaskError
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
 from flowy.core.events import TaskCompleted, TaskScheduled, stamped
-from flowy.core.replay import Decider
+from flowy.core.replay import Replayer
 from flowy.core.runs import RunRecord
 from flowy.worker.decider import Committer
 from flowy.worker.inbox import start_run
@@ -71,7 +71,7 @@ def test_two_deciders_racing_on_one_run(backend: Any) -> None:
     and it decides again from fresh history; every fact is committed once."""
     handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
     makers = [Committer(REGISTRY, backend) for _ in range(2)]
-    deciders = [Decider(), Decider()]
+    deciders = [Replayer(), Replayer()]
     makers[0].handle(deciders[0], handle.run_id)  # commits version 1
     stale = makers[1]._state(handle.run_id)
     assert stale is not None and stale.version == 1
@@ -104,7 +104,7 @@ def test_a_cached_run_reads_only_its_inbox(backend: Any, monkeypatch: Any) -> No
     client = FlowyClient(backend)
     handle = client.start(aws_workflow("example"), 1, 2)
     maker = Committer(REGISTRY, backend)
-    decider = Decider()
+    decider = Replayer()
     history_reads = []
     read_batches = backend.store.read_batches
     monkeypatch.setattr(backend.store, "read_batches",

@@ -13,8 +13,8 @@ import pytest
 from flowy.backends.base import DECISIONS, TIMERS
 from flowy.backends.memory import ManualClock, memory_backend
 from flowy.core.events import TaskCompleted, TaskTimedOut, stamped
-from flowy.core.replay import Decider
-from flowy.worker.decider import Committer, DeciderService
+from flowy.core.replay import Replayer
+from flowy.worker.decider import Committer, Decider
 from flowy.worker.messages import TimerMessage, notification, timer_delay
 from flowy.worker.timers import TimerKeeper
 from tests.aws_support import stack_backend, wait_for
@@ -54,7 +54,7 @@ def test_completions_that_arrive_together_share_a_decision(make_engine: Any) -> 
     engine = make_engine(serve=False)
     n = 30
     handle = engine.start("fanout", n)
-    Committer(REGISTRY, engine.backend).handle(Decider(), handle.run_id)  # schedules the tasks
+    Committer(REGISTRY, engine.backend).handle(Replayer(), handle.run_id)  # schedules the tasks
     engine.worker(concurrency=10)
     store = engine.backend.store
     wait_for(lambda: len(store.read_inbox(handle.run_id)) == n, 60, "every task's completion")
@@ -83,7 +83,7 @@ def test_held_notifications_keep_their_lease(leased: tuple[Any, Callable[[float]
                                              ) -> None:
     """A notification held by a slow decision must not reappear to other deciders."""
     backend, let_pass = leased
-    service = DeciderService(REGISTRY, backend, poll_wait=0)
+    service = Decider(REGISTRY, backend, poll_wait=0)
     service._threads.close()  # hold the notification: nobody handles it
     backend.queues.send(DECISIONS, [notification("run-1", "news")])
     assert service.poll_decisions() == 1

@@ -22,7 +22,7 @@ from flowy.core.events import (
     TimerStarted,
     WorkflowCompleted,
 )
-from flowy.core.replay import Decider, replay
+from flowy.core.replay import Replayer, replay
 from flowy.core.spec import TaskSpec
 from flowy.testing.history import HistoryBuilder as B
 from flowy.testing.history import definition, enc
@@ -63,7 +63,7 @@ def _signal(value: Any, signal_id: str, name: str = "approve") -> SignalReceived
 
 def test_nth_call_takes_the_nth_signal_whenever_it_came() -> None:
     two = definition(TwoSignals, **SPECS)
-    decider = Decider()
+    decider = Replayer()
     facts = [*B().started().events, _signal("early", "a")]  # before the workflow asks
     history = [*facts, *decider.decide("r", two, [], facts)]
     assert history[-1] == TimerStarted("sleep-0", 1.0)
@@ -75,7 +75,7 @@ def test_nth_call_takes_the_nth_signal_whenever_it_came() -> None:
 
 
 def test_a_signal_called_with_arguments_fails_the_run_clearly() -> None:
-    [failed] = Decider().decide("r", definition(SignalWithArguments, **SPECS), [],
+    [failed] = Replayer().decide("r", definition(SignalWithArguments, **SPECS), [],
                                 B().started().events)
     assert failed.error.type_name == "flowy.ConfigurationError"  # type: ignore[union-attr]
     assert "approve() is a signal: call it with no arguments" in (
@@ -84,7 +84,7 @@ def test_a_signal_called_with_arguments_fails_the_run_clearly() -> None:
 
 def test_a_timer_needs_a_number_of_seconds() -> None:
     bad = definition(BadTimer, **SPECS)
-    decider = Decider()
+    decider = Replayer()
     started = B().started().events
     decisions = decider.decide("r", bad, [], started)
     # The bad call fails at once; first() takes that failure, the good timer stays.

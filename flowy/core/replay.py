@@ -4,7 +4,7 @@
 feeds the facts of each decision batch to a fresh execution and checks that it
 makes the decisions the history recorded; a workflow that makes different
 calls raises :class:`NondeterminismError` naming the call, and nothing is
-written.  :class:`Decider` keeps live executions between decisions, so a
+written.  :class:`Replayer` keeps live executions between decisions, so a
 decision costs only its new events; it replays only on a cache miss.
 """
 
@@ -132,11 +132,11 @@ def is_closed(history: Sequence[Event]) -> bool:
     return False
 
 
-class Decider:
+class Replayer:
     """Turns each run's new facts into decisions, keeping live runs cached.
 
     A live run is a greenlet, which belongs to the thread that created it: use
-    one Decider per thread.  After a failed commit, call :meth:`forget`.
+    one Replayer per thread.  After a failed commit, call :meth:`forget`.
     """
 
     def __init__(self, cache_size: int = 1000) -> None:

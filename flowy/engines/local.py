@@ -26,8 +26,8 @@ from ..core.errors import ConfigurationError, ErrorInfo, LoopDied
 from ..core.runs import FAILED, OPEN
 from ..declaration import Registry, Workflow
 from ..tracing import Trace
-from ..worker.decider import DeciderService
-from ..worker.deciders import guarded
+from ..worker.decider import Decider
+from ..worker.run_threads import guarded
 from ..worker.worker import ActivityWorker
 
 log = logging.getLogger("flowy.local")
@@ -143,7 +143,7 @@ class InProcessEngine:
         self._executor = pool
         self._broken: LoopDied | None = None
         self._stop = threading.Event()
-        self._decider = DeciderService(self.registry, self.backend, threads=workflow_workers,
+        self._decider = Decider(self.registry, self.backend, threads=workflow_workers,
                                        cache_size=cache_size, poll_wait=POLL_WAIT, name=name)
         self._threads = [threading.Thread(target=guarded(self._serve_decider,
                                                          lambda e: self._died("decider", e)),

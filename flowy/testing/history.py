@@ -54,7 +54,7 @@ from ..core.events import (
     WorkflowRestarted,
     WorkflowStarted,
 )
-from ..core.replay import Decider, WorkflowDefinition
+from ..core.replay import Replayer, WorkflowDefinition
 from ..core.spec import TaskSpec
 from ..core.workflow import WorkflowFactory
 from ..declaration import Workflow
@@ -188,21 +188,21 @@ def comparable(decisions: Sequence[Decision]) -> list[Any]:
 # -- driving ------------------------------------------------------------------
 
 def decide(workflow: WorkflowLike, history_so_far: Sequence[Event],
-           new_facts: HistoryBuilder | Sequence[Fact], decider: Decider | None = None,
+           new_facts: HistoryBuilder | Sequence[Fact], decider: Replayer | None = None,
            run_id: str = "run") -> list[Decision]:
     """One decision; without a decider, a fresh one that replays ``history_so_far``."""
-    decider = decider if decider is not None else Decider(cache_size=0)
+    decider = decider if decider is not None else Replayer(cache_size=0)
     return decider.decide(run_id, _definition(workflow), list(history_so_far),
                           facts(new_facts))
 
 
 def drive(workflow: WorkflowLike, batches: Sequence[HistoryBuilder | Sequence[Fact]],
-          decider: Decider | None = None) -> tuple[list[Event], list[list[Decision]]]:
+          decider: Replayer | None = None) -> tuple[list[Event], list[list[Decision]]]:
     """Feed each batch of facts in turn, committing it and its decisions like an engine.
 
     Returns the full history and the decisions of each batch.
     """
-    decider = decider if decider is not None else Decider()
+    decider = decider if decider is not None else Replayer()
     definition = _definition(workflow)
     run_id = f"run-{next(_run_ids)}"
     history: list[Event] = []
@@ -225,7 +225,7 @@ def _execute(function: Callable[..., Any], decision: TaskScheduled) -> Fact:
 
 
 def auto_run(workflow: WorkflowLike, functions: Mapping[str, Callable[..., Any]],
-             *args: Any, decider: Decider | None = None, max_decisions: int = 200,
+             *args: Any, decider: Replayer | None = None, max_decisions: int = 200,
              **kwargs: Any) -> tuple[Decision, list[Event]]:
     """Play the engine synchronously until the run closes.
 
@@ -233,7 +233,7 @@ def auto_run(workflow: WorkflowLike, functions: Mapping[str, Callable[..., Any]]
     through ``functions[dependency]``; every timer fires at once.  Returns the
     closing decision and the full history.
     """
-    decider = decider if decider is not None else Decider()
+    decider = decider if decider is not None else Replayer()
     definition = _definition(workflow)
     run_id = f"auto-{next(_run_ids)}"
     history: list[Event] = []

@@ -9,9 +9,9 @@ anywhere leaves the notification to come back: before the commit nothing
 happened; after it, the next decider finds the batch unsent and sends it.
 
 Runs are spread over threads by a hash of their id, each thread with its
-own :class:`~flowy.core.replay.Decider` (live runs are greenlets, bound to a
+own :class:`~flowy.core.replay.Replayer` (live runs are greenlets, bound to a
 thread); in memory the polling thread decides itself (see
-:class:`DeciderService`).  The decider keeps the histories of recent runs, so
+:class:`Decider`).  The decider keeps the histories of recent runs, so
 a decision for a cached run reads only the inbox, never the history.
 
 The same code serves every backend: ``flowy decider`` on AWS, and
@@ -42,10 +42,9 @@ from ..core.events import (
     stamped,
 )
 from ..core.protocol import child_run_id, fact_id, parent_outcome, passed_on, restarted_run_id
-from ..core.replay import Decider, WorkflowDefinition
+from ..core.replay import Replayer, WorkflowDefinition
 from ..core.runs import COMPLETED, FAILED, RESTARTED, RunRecord
 from ..declaration import Registry, Workflow
-from .deciders import DeciderThreads, InlineDecider, guarded
 from .inbox import notify, report, start_run, tell
 from .leases import HeldMessages
 from .messages import (
@@ -54,6 +53,7 @@ from .messages import (
     TimerMessage,
     parse,
 )
+from .run_threads import InlineRuns, RunThreads, guarded
 from .timers import TimerKeeper, arm
 
 log = logging.getLogger("flowy.decider")
@@ -114,7 +114,7 @@ class Committer:
 
     # -- one run --------------------------------------------------------------
 
-    def handle(self, decider: Decider, run_id: str) -> None:
+    def handle(self, decider: Replayer, run_id: str) -> None:
         """Bring ``run_id`` up to date with its inbox."""
         for _attempt in range(COMMIT_ATTEMPTS):
             state = self._state(run_id)
@@ -133,7 +133,7 @@ class Committer:
         raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row to other "
                            "deciders; its notification will come back")
 
-    def _decide(self, decider: Decider, state: RunState) -> int | None:
+    def _decide(self, decider: Replayer, state: RunState) -> int | None:
         """Decide on the waiting facts: how many were new, or None if another
         decider committed this version first."""
         run_id = state.record.run_id
@@ -179,7 +179,7 @@ class Committer:
                 self._states.popitem(last=False)
         return state
 
-    def _forget(self, decider: Decider, run_id: str) -> None:
+    def _forget(self, decider: Replayer, run_id: str) -> None:
         decider.forget(run_id)
         with self._lock:
             self._states.pop(run_id, None)
@@ -261,7 +261,7 @@ class Committer:
             store.close_run(record.run_id, FAILED, closing.at, error=closing.error)
 
 
-class DeciderService:
+class Decider:
     """A decider's loops: decision notifications (to threads by run) and timers.
 
     ``serve`` runs them in threads; the simulation calls ``poll_decisions`` and
@@ -283,9 +283,9 @@ class DeciderService:
         # Set when a thread this process needs has died: the process must stop.
         self._fatal: BaseException | None = None
         self._dying = threading.Event()
-        self._threads: DeciderThreads | InlineDecider = (
-            DeciderThreads(threads, self._handle_run, cache_size, name, self._die)
-            if threads and backend.remote else InlineDecider(self._handle_run, cache_size))
+        self._threads: RunThreads | InlineRuns = (
+            RunThreads(threads, self._handle_run, cache_size, name, self._die)
+            if threads and backend.remote else InlineRuns(self._handle_run, cache_size))
         # Notifications received and not yet acknowledged: a long decision (a
         # large fan-out) must not let its notification reappear mid-way.
         self._held = HeldMessages(backend)
@@ -294,7 +294,7 @@ class DeciderService:
         self._fatal = exc
         self._dying.set()
 
-    def _handle_run(self, decider: Decider, run_id: str, receipts: list[str]) -> None:
+    def _handle_run(self, decider: Replayer, run_id: str, receipts: list[str]) -> None:
         try:
             self.committer.handle(decider, run_id)
         except UNCONTAINED:
@@ -391,7 +391,7 @@ class DeciderService:
                                         name="flowy-leases", daemon=True)
         timer_thread.start()
         lease_thread.start()
-        if isinstance(self._threads, InlineDecider):
+        if isinstance(self._threads, InlineRuns):
             # Decisions are made in this loop: one that raises what no loop
             # contains kills it as it would kill a decider thread.
             guarded(lambda: loop(self.poll_decisions), self._die)()

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..backends.base import Backend
 from ..declaration import Registry
-from .decider import DeciderService
+from .decider import Decider
 from .worker import ActivityWorker
 
 log = logging.getLogger("flowy")
@@ -36,7 +36,7 @@ def _stop_on_signals(role: str, finishing: str) -> threading.Event:
 
 def run_decider(registry: Registry, backend: Backend, *, threads: int = 2,
                 cache_size: int = 1000, poll_wait: float = 20) -> None:
-    service = DeciderService(registry, backend, threads=threads, cache_size=cache_size,
+    service = Decider(registry, backend, threads=threads, cache_size=cache_size,
                              poll_wait=poll_wait)
     stop = _stop_on_signals("decider", "decisions")
     log.info("decider for %s on %s (%d threads)", ", ".join(sorted(registry.workflows)),

@@ -52,10 +52,10 @@ from ..core.runs import IN_HISTORY
 from ..declaration import ActivityBinding, Registry
 from .activity import AttemptOutcome, execute_activity, execute_activity_async
 from .batching import Batcher
-from .deciders import guarded
 from .heartbeats import HeartbeatRecorder, Reports
 from .leases import HeldMessages
 from .messages import TaskMessage, TimerMessage, notification, parse
+from .run_threads import guarded
 from .timers import arm
 
 log = logging.getLogger("flowy.worker")

@@ -42,7 +42,7 @@ from ...backends.memory import Faults, MemoryBackend, memory_backend
 from ...client import FlowyClient
 from ...core.errors import SimulatedCrash
 from ...declaration import Registry
-from ...worker.decider import DeciderService
+from ...worker.decider import Decider
 from ...worker.worker import ActivityWorker
 from .checks import check_dead_letters, check_results, check_runs, scheduled_attempts
 from .workload import Executions, Start, declare
@@ -138,7 +138,7 @@ class _Process:
         if isinstance(engine, ActivityWorker):
             body = functools.partial(engine.run_waiting, queue)
         else:
-            assert isinstance(engine, DeciderService)
+            assert isinstance(engine, Decider)
             body = engine.poll_decisions if queue == DECISIONS else engine.poll_timers
         self.step = greenlet.greenlet(body)
 
@@ -189,8 +189,8 @@ class World:
         if scheduler is not None:  # in a step: not in the client, which runs in the main one
             scheduler.switch(_PAUSED)
 
-    def _decider(self) -> DeciderService:
-        return DeciderService(self.registry, self.backend, threads=0, poll_wait=0,
+    def _decider(self) -> Decider:
+        return Decider(self.registry, self.backend, threads=0, poll_wait=0,
                               cache_size=100)
 
     def _worker(self) -> ActivityWorker:

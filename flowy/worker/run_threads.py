@@ -1,4 +1,4 @@
-"""Decider threads: batch facts per run, decide, hand on.
+"""Run threads: each run decided on one thread, its facts batched, then handed on.
 
 Each run belongs to one thread (its live workflow is a greenlet, which can't
 change threads), chosen by hashing its id.  A thread takes every fact that is
@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import UNCONTAINED
-from ..core.replay import Decider
+from ..core.replay import Replayer
 
 log = logging.getLogger("flowy.decider")
 
-Handler = Callable[[Decider, Any, list[Any]], None]
+Handler = Callable[[Replayer, Any, list[Any]], None]
 FatalHandler = Callable[[BaseException], None]
 _STOP = object()
 
@@ -40,7 +40,7 @@ def guarded(loop: Callable[[], None], on_fatal: FatalHandler) -> Callable[[], No
     return run
 
 
-class DeciderThreads:
+class RunThreads:
     """``count`` daemon threads; ``post(run, fact)`` queues a fact for ``run``.
 
     Whatever a handler raises for one run is logged, and the thread goes on
@@ -56,7 +56,7 @@ class DeciderThreads:
         self._inboxes: list[queue.SimpleQueue[Any]] = [queue.SimpleQueue() for _ in range(count)]
         self._threads = [
             threading.Thread(target=guarded(functools.partial(self._loop, inbox,
-                                                              Decider(cache_size)), on_fatal),
+                                                              Replayer(cache_size)), on_fatal),
                              name=f"{name}-decider-{i}", daemon=True)
             for i, inbox in enumerate(self._inboxes)]
         for thread in self._threads:
@@ -72,7 +72,7 @@ class DeciderThreads:
             if thread is not threading.current_thread():
                 thread.join()
 
-    def _loop(self, inbox: queue.SimpleQueue[Any], decider: Decider) -> None:
+    def _loop(self, inbox: queue.SimpleQueue[Any], decider: Replayer) -> None:
         while True:
             batch = [inbox.get()]
             while True:
@@ -99,14 +99,14 @@ class DeciderThreads:
                 return
 
 
-class InlineDecider:
-    """Decides in the thread that posts, with one Decider: a decider on a
+class InlineRuns:
+    """Decides in the thread that posts, with one Replayer: a decider on a
     backend in this process does so, and the deterministic simulation steps
     one so, a message at a time.  What a handler raises reaches the poster."""
 
     def __init__(self, handler: Handler, cache_size: int) -> None:
         self._handler = handler
-        self._decider = Decider(cache_size)
+        self._decider = Replayer(cache_size)
 
     def post(self, run: str, fact: Any) -> None:
         self._handler(self._decider, run, [fact])
