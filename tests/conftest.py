@@ -62,16 +62,10 @@ def calls_file(tmp_path: Path) -> Callable[[str], str]:
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     """The emulator (or AWS) endpoint: $FLOWY_TEST_ENDPOINT, or a moto server started here."""
-    import os
+    from flowy.testing import aws_endpoint as endpoint
 
-    endpoint = os.environ.get("FLOWY_TEST_ENDPOINT")
-    if endpoint:
-        yield endpoint
-        return
-    from flowy.backends.aws.emulator import LocalAWS
-
-    with LocalAWS() as server:
-        yield server.endpoint_url
+    with endpoint() as url:
+        yield url
 
 
 @pytest.fixture

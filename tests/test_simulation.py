@@ -13,6 +13,7 @@ from flowy.backends.base import CHECKPOINTS, DECISIONS, Outgoing
 from flowy.backends.clocks import ManualClock
 from flowy.backends.memory import memory_backend
 from flowy.cli.main import main
+from flowy.client import FlowyClient
 from flowy.core.events import (
     TaskCompleted,
     TaskScheduled,
@@ -113,7 +114,7 @@ def test_checks_catch_a_duplicated_completion_and_an_attempt_that_never_ended() 
     backend = _closed_run([WorkflowStarted("[[],{}]"), *scheduled,
                            TaskCompleted("a-0-1", "1"), TaskCompleted("a-0-1", "1"),
                            WorkflowCompleted("1")])
-    problems = check_runs(backend)
+    problems = check_runs(FlowyClient(backend))
     assert any("a-0-1 has 2 TaskCompleted events" in p for p in problems)
     assert any("b-0-1 never ended" in p for p in problems)
 
@@ -121,7 +122,7 @@ def test_checks_catch_a_duplicated_completion_and_an_attempt_that_never_ended() 
 def test_checks_catch_an_open_run_and_a_dead_letter() -> None:
     backend = memory_backend(clock=ManualClock())
     backend.store.create_run(RunRecord("r1", "w@1", started_at=0.0))
-    assert any("is still open: lost" in p for p in check_runs(backend))
+    assert any("is still open: lost" in p for p in check_runs(FlowyClient(backend)))
     backend.queues.send(DECISIONS, [Outgoing("wake r1", group="r1", dedup="d1")])
     [message] = backend.queues.receive(DECISIONS, max_messages=1, wait=0, lease=30)
     backend.queues.dead_letter(DECISIONS, message, "poison")
@@ -132,7 +133,7 @@ def test_checks_catch_an_open_run_and_a_dead_letter() -> None:
 def test_checks_catch_a_run_that_closed_unlike_its_history() -> None:
     backend = _closed_run([WorkflowStarted("[[],{}]"), WorkflowCompleted("1")], status="failed")
     assert any("is failed, but its history ends with WorkflowCompleted" in p
-               for p in check_runs(backend))
+               for p in check_runs(FlowyClient(backend)))
 
 
 def test_flowy_simulate_prints_a_summary_and_how_to_reproduce(

@@ -39,25 +39,22 @@ CLOSED_STATUS = {"WorkflowCompleted": COMPLETED, "WorkflowFailed": FAILED,
                  "WorkflowRestarted": RESTARTED}
 
 
-def history_of(backend: MemoryBackend, run_id: str) -> list[Event]:
-    return [event for batch in backend.store.read_batches(run_id) for event in batch.events]
-
-
-def scheduled_attempts(backend: MemoryBackend) -> int:
+def scheduled_attempts(client: FlowyClient) -> int:
     """How many activity attempts the histories scheduled."""
     return sum(isinstance(e, TaskScheduled) and e.kind == "activity"
-               for record in backend.store.runs() for e in history_of(backend, record.run_id))
+               for record in client.store.runs() for e in client.history(record.run_id))
 
 
-def check_runs(backend: MemoryBackend) -> list[str]:
+def check_runs(client: FlowyClient) -> list[str]:
     """Every run in the store: closed, closed once, as its history says, with
     one outcome of each kind per attempt, and an outcome for every attempt."""
     problems = []
-    for record in backend.store.runs():
-        versions = [batch.version for batch in backend.store.read_batches(record.run_id)]
+    for record in client.store.runs():
+        batches = client.store.read_batches(record.run_id)
+        versions = [batch.version for batch in batches]
         if versions != list(range(1, len(versions) + 1)):
             problems.append(f"run {record.run_id}: its batches are versions {versions}")
-        problems += _check_history(record, history_of(backend, record.run_id))
+        problems += _check_history(record, [e for batch in batches for e in batch.events])
     return problems
 
 

@@ -245,8 +245,8 @@ class World:
         self._heal()
         report.simulated_seconds = self.clock.now() - begin
         report.executions = sum(self.executions.runs.values())
-        report.attempts = scheduled_attempts(self.backend)
-        report.violations += (check_runs(self.backend) + check_results(self.client, started)
+        report.attempts = scheduled_attempts(self.client)
+        report.violations += (check_runs(self.client) + check_results(self.client, started)
                               + check_dead_letters(self.backend, self.task_queues))
         report.crashes = sum(report.crashed_at.values())
         report.fingerprint = hashlib.sha256("\n".join(
