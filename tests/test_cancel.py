@@ -46,11 +46,11 @@ def _types(events: Any) -> list[str]:
 
 def test_core_fails_the_run_at_once_and_replays_it() -> None:
     single = definition(Single, "square")
-    decider = Replayer()
+    replayer = Replayer()
     first = B().started(3).events
-    assert decider.decide("r", single, [], first) == [sched("square-0-1", 3)]
+    assert replayer.decide("r", single, [], first) == [sched("square-0-1", 3)]
     history = [*first, sched("square-0-1", 3)]
-    [failed] = decider.decide("r", single, history, [CancelRequested("no longer needed")])
+    [failed] = replayer.decide("r", single, history, [CancelRequested("no longer needed")])
     assert isinstance(failed, WorkflowFailed)
     assert (failed.error.type_name, failed.error.message) == (
         CANCELLED, "the run was cancelled: no longer needed")

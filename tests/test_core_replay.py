@@ -142,9 +142,9 @@ def test_full_replay_equals_incremental(defn: Any, functions: dict[str, Any],
     runs = []
     for cache_size in (1000, 0):
         fns = {name: flaky(2) if fn == "flaky" else fn for name, fn in functions.items()}
-        decider = CountingReplayer(cache_size)
-        closing, history = auto_run(defn, fns, *args, decider=decider)
-        runs.append((closing, history, decider))
+        replayer = CountingReplayer(cache_size)
+        closing, history = auto_run(defn, fns, *args, replayer=replayer)
+        runs.append((closing, history, replayer))
     (closing, history, cached), (closing0, history0, replaying) = runs
     assert history0 == history
     assert closing0 == closing
@@ -187,22 +187,22 @@ def test_decide_table_with_full_replay(defn: Any, batches: list[B], expected: An
 
 def test_forget_and_eviction_cause_replays() -> None:
     defn = definition(Chain, "square", "cube")
-    decider = Replayer(cache_size=1)
+    replayer = Replayer(cache_size=1)
     histories: dict[str, list[Event]] = {"one": [], "two": []}
 
     def step(run_id: str, new: B) -> list[Decision]:
-        decisions = decider.decide(run_id, defn, histories[run_id], new.build())
+        decisions = replayer.decide(run_id, defn, histories[run_id], new.build())
         histories[run_id] += new.build() + decisions
         return decisions
 
     assert step("one", B().started(1, 1)) == [sched("square-0-1", 1)]
     assert step("two", B().started(2)) == [sched("square-0-1", 2)]
-    assert decider.replays == 2
+    assert replayer.replays == 2
     assert step("one", B().completed("square-0-1", 1)) == [sched("square-1-1", 1)]
-    assert decider.replays == 3  # "two" had evicted "one"
-    decider.forget("one")
+    assert replayer.replays == 3  # "two" had evicted "one"
+    replayer.forget("one")
     assert step("one", B().completed("square-1-1", 1)) == [done(2)]
-    assert decider.replays == 4
+    assert replayer.replays == 4
 
 
 # -- replay equals incremental: known bugs ----------------------------------------
@@ -299,8 +299,8 @@ NONDETERMINISTIC = [
 def test_a_changed_workflow_fails_the_run(factory: Any, history: list[Event], new: B,
                                           problem: str) -> None:
     defn = definition(factory, "square", "cube")
-    decider = Replayer(cache_size=0)
-    decisions = decide(defn, history, new, decider)
+    replayer = Replayer(cache_size=0)
+    decisions = decide(defn, history, new, replayer)
     # (c) one decision and nothing else: no half-made decisions reach the history
     assert len(decisions) == 1 and isinstance(decisions[0], WorkflowFailed)
     assert comparable(decisions) == [RunFailed(NOT_DETERMINISTIC.format(problem),
@@ -314,16 +314,16 @@ def test_a_changed_workflow_fails_the_run(factory: Any, history: list[Event], ne
 
 
 def test_a_failed_replay_leaves_no_state_behind() -> None:
-    decider = Replayer(cache_size=1000)
+    replayer = Replayer(cache_size=1000)
     history = list(SQUARE_2)
     new = B().completed("square-0-1", 4).build()
     changed = definition(scripted(("square", 3)), "square", "cube")
-    [failed] = decider.decide("run", changed, history, new)
+    [failed] = replayer.decide("run", changed, history, new)
     assert isinstance(failed, WorkflowFailed)
     assert history == SQUARE_2  # the input history is untouched
     original = definition(scripted(("square", 2)), "square", "cube")
-    assert decider.decide("run", original, history, new) == [done(4)]
-    assert decider.replays == 2  # the broken run was not cached
+    assert replayer.decide("run", original, history, new) == [done(4)]
+    assert replayer.replays == 2  # the broken run was not cached
 
 
 def test_replay_positions_the_execution_at_the_end() -> None:

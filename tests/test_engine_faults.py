@@ -71,15 +71,15 @@ def test_two_deciders_racing_on_one_run(backend: Any) -> None:
     and it decides again from fresh history; every fact is committed once."""
     handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
     makers = [Committer(REGISTRY, backend) for _ in range(2)]
-    deciders = [Replayer(), Replayer()]
-    makers[0].handle(deciders[0], handle.run_id)  # commits version 1
+    replayers = [Replayer(), Replayer()]
+    makers[0].handle(replayers[0], handle.run_id)  # commits version 1
     stale = makers[1]._state(handle.run_id)
     assert stale is not None and stale.version == 1
     backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-0-1", "1"), 2.0))
-    makers[0].handle(deciders[0], handle.run_id)  # version 2
+    makers[0].handle(replayers[0], handle.run_id)  # version 2
     backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-1-1", "4"), 3.0))
-    assert makers[1]._decide(deciders[1], stale) is None  # version 2 is taken
-    makers[1].handle(deciders[1], handle.run_id)  # reloads: version 3
+    assert makers[1]._decide(replayers[1], stale) is None  # version 2 is taken
+    makers[1].handle(replayers[1], handle.run_id)  # reloads: version 3
     batches = backend.store.read_batches(handle.run_id)
     assert [b.version for b in batches] == [1, 2, 3]
     history = [e for b in batches for e in b.events]
@@ -104,17 +104,17 @@ def test_a_cached_run_reads_only_its_inbox(backend: Any, monkeypatch: Any) -> No
     client = FlowyClient(backend)
     handle = client.start(aws_workflow("example"), 1, 2)
     maker = Committer(REGISTRY, backend)
-    decider = Replayer()
+    replayer = Replayer()
     history_reads = []
     read_batches = backend.store.read_batches
     monkeypatch.setattr(backend.store, "read_batches",
                         lambda *a, **k: history_reads.append(a) or read_batches(*a, **k))
-    maker.handle(decider, handle.run_id)  # loads the run: its one history read
+    maker.handle(replayer, handle.run_id)  # loads the run: its one history read
     for key, result in (("square-0-1", "1"), ("square-1-1", "4"), ("sum-0-1", "5")):
         backend.store.add_outcome(handle.run_id, stamped(TaskCompleted(key, result), 9.0))
-        maker.handle(decider, handle.run_id)
+        maker.handle(replayer, handle.run_id)
     assert len(history_reads) == 1
-    assert decider.replays == 1  # the first decision starts from the empty history
+    assert replayer.replays == 1  # the first decision starts from the empty history
     assert client.status(handle.run_id).status == "completed"
 
 

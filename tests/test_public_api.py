@@ -11,7 +11,7 @@ import flowy
 PUBLIC = {
     "flowy": [
         "Codec", "ConfigurationError", "DEFAULT_CODEC", "EncodeError", "FlowyClient",
-        "FlowyError", "JSONCodec", "LocalWorkflow", "LoopDied", "MalformedMessage",
+        "FlowyError", "HistoryError", "JSONCodec", "LocalWorkflow", "LoopDied", "MalformedMessage",
         "NondeterminismError", "PayloadError", "Registry", "Result", "RetryPolicy",
         "RunCancelled", "RunHandle", "RunNotFound", "ServiceError", "TaskError",
         "TaskTimedout", "UnsupportedFormatError", "Workflow", "activity", "finish_order",

@@ -63,12 +63,12 @@ def _signal(value: Any, signal_id: str, name: str = "approve") -> SignalReceived
 
 def test_nth_call_takes_the_nth_signal_whenever_it_came() -> None:
     two = definition(TwoSignals, **SPECS)
-    decider = Replayer()
+    replayer = Replayer()
     facts = [*B().started().events, _signal("early", "a")]  # before the workflow asks
-    history = [*facts, *decider.decide("r", two, [], facts)]
+    history = [*facts, *replayer.decide("r", two, [], facts)]
     assert history[-1] == TimerStarted("sleep-0", 1.0)
     more = [_signal("other name", "b", name="reject"), _signal("late", "c")]
-    [completed] = decider.decide("r", two, history, more)
+    [completed] = replayer.decide("r", two, history, more)
     assert isinstance(completed, WorkflowCompleted)
     assert completed.result == enc(("early", "late"))
     replay(two, [*history, *more, completed])  # the same decisions on replay
@@ -84,14 +84,14 @@ def test_a_signal_called_with_arguments_fails_the_run_clearly() -> None:
 
 def test_a_timer_needs_a_number_of_seconds() -> None:
     bad = definition(BadTimer, **SPECS)
-    decider = Replayer()
+    replayer = Replayer()
     started = B().started().events
-    decisions = decider.decide("r", bad, [], started)
+    decisions = replayer.decide("r", bad, [], started)
     # The bad call fails at once; first() takes that failure, the good timer stays.
     assert decisions[0] == TimerStarted("sleep-1", 1.0)
     assert decisions[1].error.message == (  # type: ignore[union-attr]
         "sleep-0: a timer takes one number of seconds >= 0, got ['soon'] {}")
-    assert decider.decide("r", bad, [*started, *decisions], [TimerFired("sleep-1")]) == []
+    assert replayer.decide("r", bad, [*started, *decisions], [TimerFired("sleep-1")]) == []
 
 
 def test_timer_dependencies_need_valid_names() -> None:

@@ -232,5 +232,5 @@ def test_closing_stops_the_engine_threads() -> None:
         assert any(t.name.startswith(env.name + "-") for t in threading.enumerate())
     assert [t.name for t in threading.enumerate() if t.name.startswith(env.name + "-")] == []
     env.close()  # again: nothing to do
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(flowy.ConfigurationError, match="closed: make a new one"):
         env.start(approval(), 1)

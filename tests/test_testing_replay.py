@@ -116,5 +116,5 @@ def test_a_file_that_is_not_a_history_says_which_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"type": "WorkflowStarted", "input": "[[], {}]"}) + "\n\n"
                     + json.dumps({"type": "Nonsense"}) + "\n")
-    with pytest.raises(ValueError, match="line 3: not a history event"):
+    with pytest.raises(flowy.HistoryError, match="line 3: not a history event"):
         load_history(path)

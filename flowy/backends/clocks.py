@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Protocol
 
+from ..core.errors import ConfigurationError
+
 
 class MemoryClock(Protocol):
     """A :class:`~flowy.backends.base.Clock` that the backend can also wait on."""
@@ -88,7 +90,8 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move time on by ``seconds`` and wake every waiter to look at it."""
         if seconds < 0:
-            raise ValueError(f"time does not go backwards (advance by {seconds})")
+            raise ConfigurationError(f"time does not go backwards (advance by {seconds}): "
+                                     "advance by a number of seconds >= 0")
         with self._registry:
             self._now += seconds
             waiters = list(self._waiters.values())

@@ -95,6 +95,11 @@ class PayloadError(FlowyError):
     """A large payload could not be stored in, or fetched from, S3."""
 
 
+class HistoryError(FlowyError, ValueError):
+    """A history (a file from ``flowy history``, a list of events) that is not
+    one Flowy wrote."""
+
+
 class UnsupportedFormatError(ConfigurationError):
     """A trace can't be rendered to a file with this suffix."""
 
@@ -153,8 +158,8 @@ class RunCancelled(TaskError):
 
 
 for _cls in (FlowyError, ConfigurationError, EncodeError, LoopDied, RunNotFound, ServiceError,
-             MalformedMessage, PayloadError, UnsupportedFormatError, TaskError, TaskTimedout,
-             NondeterminismError, RunCancelled):
+             MalformedMessage, PayloadError, HistoryError, UnsupportedFormatError, TaskError,
+             TaskTimedout, NondeterminismError, RunCancelled):
     _cls.__module__ = "flowy"
 
 _ERRORS_BY_NAME: dict[str, type[TaskError]] = {

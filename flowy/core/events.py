@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .errors import ErrorInfo
+from .errors import ErrorInfo, HistoryError
 
 TaskKind = Literal["activity", "workflow"]
 DependencyKind = Literal["activity", "workflow", "timer", "signal"]
@@ -207,7 +207,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     name = fields.pop("type", None)
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"not a history event: unknown type {name!r}; "
+        raise HistoryError(f"not a history event: unknown type {name!r}; "
                          f"known types are {sorted(EVENT_TYPES)}")
     if isinstance(fields.get("error"), dict):
         error = dict(fields["error"])

@@ -138,7 +138,7 @@ class WorkflowEnvironment:
         """The engine, started now if it is not yet, knowing ``first`` too."""
         with self._engine_lock:
             if self._closed:
-                raise RuntimeError("this WorkflowEnvironment is closed")
+                raise ConfigurationError("this WorkflowEnvironment is closed: make a new one")
             if self._engine is None:
                 workflows = self._workflows + ([first] if first is not None else [])
                 registry = Registry(workflows, self.name, rename_clashes=True)
@@ -183,14 +183,15 @@ class WorkflowEnvironment:
         running have reported.  Delayed messages (timers) don't count.  The
         clock does not move."""
         if not self.backend.queues.join(None, delayed=False):
-            raise RuntimeError("this WorkflowEnvironment was closed while it was joined")
+            raise ConfigurationError("this WorkflowEnvironment was closed while it was joined")
 
     def sleep(self, seconds: float) -> None:
         """Let ``seconds`` of the environment's clock pass, as the engine would
         live them: it handles every timer and timeout that comes due on the way,
         at its time, and stops when the queues are idle at the end."""
         if seconds < 0:
-            raise ValueError(f"time does not go backwards (sleep {seconds})")
+            raise ConfigurationError(f"time does not go backwards (sleep {seconds}): sleep a "
+                                     "number of seconds >= 0")
         self.skip_until(lambda: False, self.clock.now() + seconds, "the sleep")
 
     def skip_until(self, finished: Callable[[], bool], until: float = math.inf,

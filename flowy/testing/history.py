@@ -188,28 +188,28 @@ def comparable(decisions: Sequence[Decision]) -> list[Any]:
 # -- driving ------------------------------------------------------------------
 
 def decide(workflow: WorkflowLike, history_so_far: Sequence[Event],
-           new_facts: HistoryBuilder | Sequence[Fact], decider: Replayer | None = None,
+           new_facts: HistoryBuilder | Sequence[Fact], replayer: Replayer | None = None,
            run_id: str = "run") -> list[Decision]:
-    """One decision; without a decider, a fresh one that replays ``history_so_far``."""
-    decider = decider if decider is not None else Replayer(cache_size=0)
-    return decider.decide(run_id, _definition(workflow), list(history_so_far),
+    """One decision; without a replayer, a fresh one that replays ``history_so_far``."""
+    replayer = replayer if replayer is not None else Replayer(cache_size=0)
+    return replayer.decide(run_id, _definition(workflow), list(history_so_far),
                           facts(new_facts))
 
 
 def drive(workflow: WorkflowLike, batches: Sequence[HistoryBuilder | Sequence[Fact]],
-          decider: Replayer | None = None) -> tuple[list[Event], list[list[Decision]]]:
+          replayer: Replayer | None = None) -> tuple[list[Event], list[list[Decision]]]:
     """Feed each batch of facts in turn, committing it and its decisions like an engine.
 
     Returns the full history and the decisions of each batch.
     """
-    decider = decider if decider is not None else Replayer()
+    replayer = replayer if replayer is not None else Replayer()
     definition = _definition(workflow)
     run_id = f"run-{next(_run_ids)}"
     history: list[Event] = []
     per_batch: list[list[Decision]] = []
     for batch in batches:
         new = facts(batch)
-        decisions = decider.decide(run_id, definition, history, new)
+        decisions = replayer.decide(run_id, definition, history, new)
         history += [*new, *decisions]
         per_batch.append(decisions)
     return history, per_batch
@@ -225,7 +225,7 @@ def _execute(function: Callable[..., Any], decision: TaskScheduled) -> Fact:
 
 
 def auto_run(workflow: WorkflowLike, functions: Mapping[str, Callable[..., Any]],
-             *args: Any, decider: Replayer | None = None, max_decisions: int = 200,
+             *args: Any, replayer: Replayer | None = None, max_decisions: int = 200,
              **kwargs: Any) -> tuple[Decision, list[Event]]:
     """Play the engine synchronously until the run closes.
 
@@ -233,13 +233,13 @@ def auto_run(workflow: WorkflowLike, functions: Mapping[str, Callable[..., Any]]
     through ``functions[dependency]``; every timer fires at once.  Returns the
     closing decision and the full history.
     """
-    decider = decider if decider is not None else Replayer()
+    replayer = replayer if replayer is not None else Replayer()
     definition = _definition(workflow)
     run_id = f"auto-{next(_run_ids)}"
     history: list[Event] = []
     new: list[Fact] = [WorkflowStarted(inp(*args, **kwargs))]
     for _ in range(max_decisions):
-        decisions = decider.decide(run_id, definition, history, new)
+        decisions = replayer.decide(run_id, definition, history, new)
         history += [*new, *decisions]
         new = []
         for decision in decisions:

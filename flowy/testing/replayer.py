@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import HistoryError
 from ..core.events import Event, event_from_dict
 from ..core.replay import WorkflowDefinition
 from ..core.replay import replay as replay_history
@@ -41,7 +42,7 @@ def load_history(source: HistorySource) -> list[Event]:
             try:
                 events.append(event_from_dict(json.loads(line)))
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"{path}, line {number}: not a history event ({exc}); "
+                raise HistoryError(f"{path}, line {number}: not a history event ({exc}); "
                                  "write the file with `flowy history RUN`") from exc
         return events
     return [event_from_dict(dict(item)) if isinstance(item, Mapping) else item

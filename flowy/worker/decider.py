@@ -114,7 +114,7 @@ class Committer:
 
     # -- one run --------------------------------------------------------------
 
-    def handle(self, decider: Replayer, run_id: str) -> None:
+    def handle(self, replayer: Replayer, run_id: str) -> None:
         """Bring ``run_id`` up to date with its inbox."""
         for _attempt in range(COMMIT_ATTEMPTS):
             state = self._state(run_id)
@@ -122,25 +122,25 @@ class Committer:
                 log.warning("notification for unknown run %s dropped", run_id)
                 return
             try:
-                if self._decide(decider, state) is not None:
+                if self._decide(replayer, state) is not None:
                     return
             except BaseException:
-                self._forget(decider, run_id)
+                self._forget(replayer, run_id)
                 raise
             log.info("run %s: another decider committed first; retrying on fresh history",
                      run_id)
-            self._forget(decider, run_id)
+            self._forget(replayer, run_id)
         raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row to other "
                            "deciders; its notification will come back")
 
-    def _decide(self, decider: Replayer, state: RunState) -> int | None:
+    def _decide(self, replayer: Replayer, state: RunState) -> int | None:
         """Decide on the waiting facts: how many were new, or None if another
         decider committed this version first."""
         run_id = state.record.run_id
         inbox = self.store.read_inbox(run_id)
         fresh = [fact for _, fact in inbox if fact_id(fact) not in state.seen]
         if fresh:
-            decisions = decider.decide(run_id, state.definition, state.history, fresh)
+            decisions = replayer.decide(run_id, state.definition, state.history, fresh)
             now = self.backend.clock.now()
             committed: list[Decision] = [stamped(d, now) for d in decisions]
             events: list[Event] = [*fresh, *committed]
@@ -179,8 +179,8 @@ class Committer:
                 self._states.popitem(last=False)
         return state
 
-    def _forget(self, decider: Replayer, run_id: str) -> None:
-        decider.forget(run_id)
+    def _forget(self, replayer: Replayer, run_id: str) -> None:
+        replayer.forget(run_id)
         with self._lock:
             self._states.pop(run_id, None)
 
@@ -294,9 +294,9 @@ class Decider:
         self._fatal = exc
         self._dying.set()
 
-    def _handle_run(self, decider: Replayer, run_id: str, receipts: list[str]) -> None:
+    def _handle_run(self, replayer: Replayer, run_id: str, receipts: list[str]) -> None:
         try:
-            self.committer.handle(decider, run_id)
+            self.committer.handle(replayer, run_id)
         except UNCONTAINED:
             raise
         except BaseException:  # noqa: BLE001 - the run's trouble; the others go on

@@ -72,7 +72,7 @@ class RunThreads:
             if thread is not threading.current_thread():
                 thread.join()
 
-    def _loop(self, inbox: queue.SimpleQueue[Any], decider: Replayer) -> None:
+    def _loop(self, inbox: queue.SimpleQueue[Any], replayer: Replayer) -> None:
         while True:
             batch = [inbox.get()]
             while True:
@@ -90,7 +90,7 @@ class RunThreads:
                 facts_by_run.setdefault(run, []).append(fact)
             for run, facts in facts_by_run.items():
                 try:
-                    self._handler(decider, run, facts)
+                    self._handler(replayer, run, facts)
                 except UNCONTAINED:
                     raise
                 except BaseException:  # noqa: BLE001 - one broken run must not stop the others
@@ -106,10 +106,10 @@ class InlineRuns:
 
     def __init__(self, handler: Handler, cache_size: int) -> None:
         self._handler = handler
-        self._decider = Replayer(cache_size)
+        self._replayer = Replayer(cache_size)
 
     def post(self, run: str, fact: Any) -> None:
-        self._handler(self._decider, run, [fact])
+        self._handler(self._replayer, run, [fact])
 
     def close(self) -> None:
         """Nothing runs on its own."""

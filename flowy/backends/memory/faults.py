@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from typing import Protocol
 
-from ...core.errors import SimulatedCrash
+from ...core.errors import ConfigurationError, SimulatedCrash
 
 
 class Leases(Protocol):
@@ -44,7 +44,7 @@ class Faults:
                         ("reorder", reorder), ("crash_probability", crash_probability),
                         ("stall", stall)):
             if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} is a probability, between 0 and 1, not {p}")
+                raise ConfigurationError(f"{name} is a probability, between 0 and 1, not {p}")
         self.seed = seed
         self.drop, self.duplicate, self.delay, self.reorder = drop, duplicate, delay, reorder
         self.max_extra_delay = max_extra_delay
