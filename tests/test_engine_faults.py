@@ -10,6 +10,7 @@ about S3, stays in test_aws_faults.py.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from typing import Any
 
@@ -17,12 +18,14 @@ import pytest
 
 from flowy import FlowyClient, TaskError
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
+from flowy.backends.memory import ManualClock, memory_backend
 from flowy.core.events import TaskCompleted, TaskScheduled, stamped
 from flowy.core.replay import Replayer
 from flowy.core.runs import RunRecord
 from flowy.worker.decider import Committer
 from flowy.worker.inbox import start_run
 from flowy.worker.messages import notification
+from flowy.worker.worker import ActivityWorker
 from tests.aws_support import wait_for
 from tests.engines import REGISTRY, keys
 from tests.scenarios import aws_workflow
@@ -159,3 +162,23 @@ def test_unknown_activity_fails_the_task_naming_it(make_engine: Any) -> None:
         engine.start("ghost", 3).result(timeout=60)
     assert info.value.type_name == "flowy.ConfigurationError"
     assert "activity task of workflow ghost@1 is not known to this worker" in str(info.value)
+
+
+def test_a_poller_on_an_idle_task_list_leaves_slots_for_the_other_lists() -> None:
+    """A poller holds the slots it took for its whole long poll: with two task
+    lists and two slots, each takes one, so that both can be polling at once.
+    (Were one to take both, the other would wait for a slot, not on its queue.)
+    In memory only: the manual clock counts the receivers waiting on it."""
+    clock = ManualClock()
+    backend = memory_backend(clock=clock)
+    worker = ActivityWorker(REGISTRY, backend, task_lists=["default", "manual"], concurrency=2,
+                            poll_wait=60, grace=0)
+    stop = threading.Event()
+    serving = threading.Thread(target=worker.serve, args=(stop,), daemon=True)
+    serving.start()
+    try:
+        assert clock.wait_for_sleepers(2)  # both pollers in their long poll
+    finally:
+        stop.set()
+        backend.close()
+        serving.join()

@@ -14,7 +14,8 @@ from flowy.backends.base import DECISIONS, TIMERS
 from flowy.backends.memory import ManualClock, memory_backend
 from flowy.core.events import TaskCompleted, TaskTimedOut, stamped
 from flowy.core.replay import Replayer
-from flowy.worker.decider import Committer, Decider
+from flowy.worker.decider import Committer
+from flowy.worker.leases import HeldMessages
 from flowy.worker.messages import TimerMessage, notification, timer_delay
 from flowy.worker.timers import TimerKeeper
 from tests.aws_support import stack_backend, wait_for
@@ -79,15 +80,22 @@ def leased(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Callable[[floa
         yield aws, time.sleep
 
 
-def test_held_notifications_keep_their_lease(leased: tuple[Any, Callable[[float], None]]
-                                             ) -> None:
-    """A notification held by a slow decision must not reappear to other deciders."""
+def test_held_messages_keep_their_lease_until_let_go(leased: tuple[Any, Callable[[float], None]]
+                                                   ) -> None:
+    """A notification held by a slow decision must not reappear to other deciders;
+    once let go, its lease is no longer extended."""
     backend, let_pass = leased
-    service = Decider(REGISTRY, backend, poll_wait=0)
-    service._threads.close()  # hold the notification: nobody handles it
-    backend.queues.send(DECISIONS, [notification("run-1", "news")])
-    assert service.poll_decisions() == 1
+    queues = backend.queues
+    held = HeldMessages(backend)
+    queues.send(DECISIONS, [notification("run-1", "news"), notification("run-2", "news")])
+    received = queues.receive(DECISIONS, max_messages=10, wait=0, lease=10)
+    assert len(received) == 2
+    for message in received:
+        held.hold(DECISIONS, message.receipt)
+    held.let_go(DECISIONS, received[1].receipt)  # its decision is done, say
     let_pass(4)
-    service.renew_leases()  # a third through its 10 s lease: extended by 10 s
+    held.renew()  # a third through its 10 s lease: extended by 10 s
+    assert held.held() == [(DECISIONS, received[0].receipt)]
     let_pass(7.5)  # past the first lease, inside the renewed one
-    assert backend.queues.receive(DECISIONS, max_messages=10, wait=0, lease=10) == []
+    again = queues.receive(DECISIONS, max_messages=10, wait=0, lease=10)
+    assert [json.loads(m.body)["run"] for m in again] == ["run-2"]

@@ -506,24 +506,38 @@ def test_dead_letter_moves_a_message_with_its_reason(clock: ManualClock,
 
 # -- the FIFO decision queue ---------------------------------------------------------------
 
-def test_fifo_keeps_one_message_per_group_in_flight_in_order(clock: ManualClock,
-                                                              queues: MemoryQueues) -> None:
+def test_fifo_gives_a_receive_a_groups_messages_in_order_then_holds_the_group(
+        clock: ManualClock, queues: MemoryQueues) -> None:
     for why in ("1", "2", "3"):
         notify(queues, "a", why)
     notify(queues, "b", "1")
-    first = receive(queues, DECISIONS, lease=10)
-    assert bodies(first) == ["a:1", "b:1"]  # one per group
+    first = receive(queues, DECISIONS, n=2, lease=10)
+    assert bodies(first) == ["a:1", "a:2"]  # as many of one group as it can, as SQS does
     assert queues.depth(DECISIONS) == (2, 2, 0)
-    assert receive(queues, DECISIONS) == []  # a:2 waits behind a:1
+    (other,) = receive(queues, DECISIONS, lease=20)
+    assert other.body == "b:1"  # a:3 waits behind a:1 and a:2
     queues.acknowledge(DECISIONS, [first[0].receipt])
-    (second,) = receive(queues, DECISIONS, lease=10)
-    assert second.body == "a:2"
-    clock.advance(10)  # a:2's holder died (and b:1's): a:2 comes again before a:3
+    assert receive(queues, DECISIONS) == []  # a:2 is still in flight
+    clock.advance(10)  # a:2's holder died: a:2 comes again, before a:3
     again = receive(queues, DECISIONS, lease=10)
-    assert sorted(bodies(again)) == ["a:2", "b:1"]
-    assert all(m.receive_count == 2 for m in again)
-    queues.acknowledge(DECISIONS, [m.receipt for m in again])
-    assert bodies(receive(queues, DECISIONS)) == ["a:3"]
+    assert bodies(again) == ["a:2", "a:3"]
+    assert [m.receive_count for m in again] == [2, 1]
+    clock.advance(10)  # and so did b:1's (received first), and a's second holder
+    assert bodies(receive(queues, DECISIONS)) == ["b:1", "a:2", "a:3"]
+
+
+def test_fifo_messages_whose_leases_end_together_keep_their_order(clock: ManualClock,
+                                                                  queues: MemoryQueues) -> None:
+    for why in ("1", "2", "3"):
+        notify(queues, "a", why)
+    assert bodies(receive(queues, DECISIONS, lease=10)) == ["a:1", "a:2", "a:3"]
+    clock.advance(10)
+    again = receive(queues, DECISIONS, n=2, lease=10)
+    assert bodies(again) == ["a:1", "a:2"]
+    queues.extend(DECISIONS, [again[1].receipt], 0)  # a:2 let go at once: behind a:1 still
+    assert receive(queues, DECISIONS) == []
+    queues.acknowledge(DECISIONS, [again[0].receipt])
+    assert bodies(receive(queues, DECISIONS)) == ["a:2", "a:3"]
 
 
 def test_fifo_drops_a_repeated_dedup_id_for_five_minutes(clock: ManualClock,
@@ -553,7 +567,7 @@ def test_fifo_dead_letters_and_redrive_keep_the_group(clock: ManualClock) -> Non
     queues = MemoryQueues(clock, max_receives=1)
     notify(queues, "a", "1")
     notify(queues, "a", "2")
-    receive(queues, DECISIONS, lease=5)
+    receive(queues, DECISIONS, n=1, lease=5)
     clock.advance(5)
     # a:1 goes to the dead-letter queue, which frees its group for a:2.
     (next_one,) = receive(queues, DECISIONS, lease=5)
@@ -615,7 +629,7 @@ def test_acknowledging_a_fifo_message_wakes_a_receiver_for_the_next(
         clock: ManualClock, queues: MemoryQueues) -> None:
     notify(queues, "a", "1")
     notify(queues, "a", "2")
-    (first,) = receive(queues, DECISIONS)
+    (first,) = receive(queues, DECISIONS, n=1)
     waiting = Background(lambda: receive(queues, DECISIONS, wait=100))
     assert clock.wait_for_sleepers(1)
     assert queues.acknowledge(DECISIONS, [first.receipt]) == []
@@ -681,8 +695,8 @@ def test_duplicate_delivers_a_message_twice(clock: ManualClock) -> None:
     assert bodies(got) == ["a", "a"] and got[0].id == got[1].id
     assert got[0].receipt != got[1].receipt
     assert faults.log == [f"duplicate {TASKS} m1"]
-    notify(queues, "r", "x")  # a FIFO duplicate waits behind the first
-    assert bodies(receive(queues, DECISIONS)) == ["r:x"]
+    notify(queues, "r", "x")  # a FIFO duplicate comes behind the first, in its group
+    assert bodies(receive(queues, DECISIONS, n=1)) == ["r:x"]
     assert queues.depth(DECISIONS) == (1, 1, 0)
 
 
@@ -716,13 +730,13 @@ def test_expire_leases_makes_in_flight_messages_visible(clock: ManualClock) -> N
     notify(queues, "r", "1")
     notify(queues, "r", "2")
     held = receive(queues, lease=300)
-    (note,) = receive(queues, DECISIONS, lease=300)
+    (note,) = receive(queues, DECISIONS, n=1, lease=300)
     assert faults.expire_leases(TASKS) == 2
     assert queues.depth(TASKS) == (2, 0, 0)
     assert queues.acknowledge(TASKS, [m.receipt for m in held]) == [m.receipt for m in held]
     assert [m.receive_count for m in receive(queues)] == [2, 2]
     assert faults.expire_leases() == 3
-    assert bodies(receive(queues, DECISIONS)) == ["r:1"]  # still first of its group
+    assert bodies(receive(queues, DECISIONS)) == ["r:1", "r:2"]  # r:1 still first
     assert faults.log == [f"expire {TASKS} 2", "expire * 3"]
     assert note.body == "r:1"
 

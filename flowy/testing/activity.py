@@ -20,7 +20,7 @@ from ..codec import DEFAULT_CODEC
 from ..config import hinted_types
 from ..core.codec import Codec, TypedCodec
 from ..core.errors import TaskError
-from ..worker.activity import AttemptOutcome, execute_activity, execute_activity_async
+from ..worker.activity import AttemptOutcome, Beat, execute_activity, execute_activity_async
 
 HeartbeatHandler = Callable[[str | None], None]
 
@@ -90,12 +90,10 @@ def _key(function: Callable[..., Any]) -> str:
 
 class _Reporter:
     """The reporter the worker hands an attempt (see flowy.worker.activity):
-    it gets the attempt's start and its heartbeats."""
+    it gets the attempt's heartbeats."""
 
     def __init__(self, env: ActivityEnvironment) -> None:
         self._env = env
 
-    def put(self, message: tuple[str, str, float, str | None]) -> None:
-        kind, _token, _at, details = message
-        if kind == "heartbeat":
-            self._env._heartbeat(details)
+    def put(self, message: Beat) -> None:
+        self._env._heartbeat(message[1])

@@ -3,9 +3,10 @@
 :func:`execute_activity` decodes the input, calls the function, and encodes
 the result or the error, so that whatever happens the engine gets back a
 small picklable :class:`AttemptOutcome`, never an exception.  While it runs,
-the activity can call :func:`heartbeat`; progress reports go through a
-*reporter*: any object with ``put(message)``, such as a queue shared with the
-engine's process.
+the activity can call :func:`heartbeat`; each beat goes to a *reporter*: any
+object with ``put((token, details))``, such as a queue shared with the
+engine's process.  Times are the engine's to take, on its clock (a test's may
+be a manual one): nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,8 +24,12 @@ from ..core.errors import UNCONTAINED, EncodeError, ErrorInfo
 HEARTBEAT_DETAILS_LIMIT = 2048  # characters, as in SWF
 
 
+# A heartbeat: the token of the attempt that beats, and its details.
+Beat = tuple[str, "str | None"]
+
+
 class Reporter(Protocol):
-    def put(self, message: tuple[str, str, float, str | None]) -> None: ...
+    def put(self, message: Beat) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +39,6 @@ class AttemptOutcome:
     key: str
     result: str | None
     error: ErrorInfo | None
-    started_at: float
-    finished_at: float
 
 
 _current: contextvars.ContextVar[tuple[str, Reporter] | None] = contextvars.ContextVar(
@@ -54,27 +56,25 @@ def heartbeat(details: Any = None) -> None:
     current = _current.get()
     if current is None:
         return
-    key, reporter = current
+    token, reporter = current
     if details is not None and not isinstance(details, str):
         details = json.dumps(details, default=repr)
-    reporter.put(("heartbeat", key, time.time(),
-                  None if details is None else details[:HEARTBEAT_DETAILS_LIMIT]))
+    reporter.put((token, None if details is None else details[:HEARTBEAT_DETAILS_LIMIT]))
 
 
 def execute_activity(function: Callable[..., Any], token: str, key: str, encoded_input: str,
                      codec: Codec, reporter: Reporter) -> AttemptOutcome:
-    """Run one attempt of task ``key``; report its start under ``token``; return its outcome."""
-    started_at = time.time()
-    reporter.put(("started", token, started_at, None))
+    """Run one attempt of task ``key``, its heartbeats going to ``reporter``
+    under ``token``; return its outcome."""
     context = _current.set((token, reporter))
     try:
         args, kwargs = decode_arguments(codec, encoded_input, f"the input of {key}")
         value = function(*args, **kwargs)
         if asyncio.iscoroutine(value):  # a coroutine function, run where no loop is
             value = asyncio.run(value)
-        return _succeeded(codec, key, value, started_at)
+        return _succeeded(codec, key, value)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        return _failed(key, exc, started_at, on_loop=False)
+        return _failed(key, exc, on_loop=False)
     finally:
         _current.reset(context)
 
@@ -83,35 +83,32 @@ async def execute_activity_async(function: Callable[..., Awaitable[Any]], token:
                                  encoded_input: str, codec: Codec,
                                  reporter: Reporter) -> AttemptOutcome:
     """:func:`execute_activity` for a coroutine function, on the running event loop."""
-    started_at = time.time()
-    reporter.put(("started", token, started_at, None))
     context = _current.set((token, reporter))
     try:
         args, kwargs = decode_arguments(codec, encoded_input, f"the input of {key}")
-        return _succeeded(codec, key, await function(*args, **kwargs), started_at)
+        return _succeeded(codec, key, await function(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        return _failed(key, exc, started_at, on_loop=True)
+        return _failed(key, exc, on_loop=True)
     finally:
         _current.reset(context)
 
 
-def _succeeded(codec: Codec, key: str, value: Any, started_at: float) -> AttemptOutcome:
+def _succeeded(codec: Codec, key: str, value: Any) -> AttemptOutcome:
     try:
         result = codec.encode(value)
     except EncodeError as exc:
         raise EncodeError(f"the result of {key} can't be encoded: {exc}") from exc
-    return AttemptOutcome(key, result, None, started_at, time.time())
+    return AttemptOutcome(key, result, None)
 
 
-def _failed(key: str, exc: BaseException, started_at: float, *, on_loop: bool
-            ) -> AttemptOutcome:
+def _failed(key: str, exc: BaseException, *, on_loop: bool) -> AttemptOutcome:
     """The outcome of an attempt that raised ``exc``.  Whatever user code raises
     fails the attempt, ``SystemExit`` included: it must not end the worker.
     Only :data:`~flowy.core.errors.UNCONTAINED` passes, and the cancellation of
     the task that runs an async activity (the worker's own shutdown)."""
     if isinstance(exc, UNCONTAINED) or (on_loop and _being_cancelled(exc)):
         raise exc
-    return AttemptOutcome(key, None, ErrorInfo.from_exception(exc), started_at, time.time())
+    return AttemptOutcome(key, None, ErrorInfo.from_exception(exc))
 
 
 def _being_cancelled(exc: BaseException) -> bool:

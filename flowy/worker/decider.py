@@ -330,6 +330,9 @@ class Decider:
             self._dying.wait(SHORT_POLL_PAUSE)
 
     def _dispatch(self, messages: list[Received]) -> None:
+        # A receive may bring several notifications of a run (its FIFO group):
+        # one decision takes in all their news.
+        receipts_by_run: dict[str, list[str]] = {}
         for message in messages:
             try:
                 note = _notification_of(message.body)
@@ -337,7 +340,9 @@ class Decider:
                 self._dead_letter(DECISIONS, message, str(exc))
                 continue
             self._held.hold(DECISIONS, message.receipt)
-            self._threads.post(note.run, message.receipt)
+            receipts_by_run.setdefault(note.run, []).append(message.receipt)
+        for run, receipts in receipts_by_run.items():
+            self._threads.post(run, receipts)
 
     def _dead_letter(self, queue: str, message: Received, reason: str) -> None:
         log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from ..backends.base import Backend
-from .activity import Reporter
+from .activity import Beat, Reporter
 
 log = logging.getLogger("flowy.worker")
 
@@ -37,12 +37,10 @@ class HeartbeatRecorder:
         self._flush: threading.Timer | None = None
         self._lock = threading.Lock()
 
-    def put(self, message: tuple[str, str, float, str | None]) -> None:
-        if message[0] != "heartbeat":
-            return
+    def put(self, message: Beat) -> None:
         clock = self._backend.clock
         with self._lock:
-            self._pending = message[3]
+            self._pending = message[1]
             if self._flush is not None:
                 return  # the end of this quarter writes it
             wait = self._last + self._interval - clock.now()
@@ -92,7 +90,7 @@ class Reports:
             message = self._queue.get()
             if message is None:
                 return
-            recorder = self._recorders.get(message[1])
+            recorder = self._recorders.get(message[0])
             if recorder is not None:
                 recorder.put(message)
 
@@ -125,7 +123,7 @@ class _Recording:
 class _Ignored:
     """The reporter of an attempt that nothing watches."""
 
-    def put(self, message: tuple[str, str, float, str | None]) -> None:
+    def put(self, message: Beat) -> None:
         pass
 
 

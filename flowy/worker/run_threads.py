@@ -21,7 +21,8 @@ from ..core.replay import Replayer
 
 log = logging.getLogger("flowy.decider")
 
-Handler = Callable[[Replayer, Any, list[Any]], None]
+# Decides for a run on the notifications with these receipts.
+Handler = Callable[[Replayer, str, list[str]], None]
 FatalHandler = Callable[[BaseException], None]
 _STOP = object()
 
@@ -41,7 +42,7 @@ def guarded(loop: Callable[[], None], on_fatal: FatalHandler) -> Callable[[], No
 
 
 class RunThreads:
-    """``count`` daemon threads; ``post(run, fact)`` queues a fact for ``run``.
+    """``count`` daemon threads; ``post(run, receipts)`` queues notifications for ``run``.
 
     Whatever a handler raises for one run is logged, and the thread goes on
     with the others, except :data:`~flowy.core.errors.UNCONTAINED`.  A thread
@@ -62,8 +63,8 @@ class RunThreads:
         for thread in self._threads:
             thread.start()
 
-    def post(self, run: str, fact: Any) -> None:
-        self._inboxes[zlib.crc32(run.encode()) % len(self._inboxes)].put((run, fact))
+    def post(self, run: str, receipts: list[str]) -> None:
+        self._inboxes[zlib.crc32(run.encode()) % len(self._inboxes)].put((run, receipts))
 
     def close(self) -> None:
         for inbox in self._inboxes:
@@ -80,17 +81,17 @@ class RunThreads:
                     batch.append(inbox.get_nowait())
                 except queue.Empty:
                     break
-            facts_by_run: dict[Any, list[Any]] = {}
+            receipts_by_run: dict[str, list[str]] = {}
             stopping = False
             for item in batch:
                 if item is _STOP:
                     stopping = True  # after deciding on what came before it
                     break
-                run, fact = item
-                facts_by_run.setdefault(run, []).append(fact)
-            for run, facts in facts_by_run.items():
+                run, receipts = item
+                receipts_by_run.setdefault(run, []).extend(receipts)
+            for run, receipts in receipts_by_run.items():
                 try:
-                    self._handler(replayer, run, facts)
+                    self._handler(replayer, run, receipts)
                 except UNCONTAINED:
                     raise
                 except BaseException:  # noqa: BLE001 - one broken run must not stop the others
@@ -108,8 +109,8 @@ class InlineRuns:
         self._handler = handler
         self._replayer = Replayer(cache_size)
 
-    def post(self, run: str, fact: Any) -> None:
-        self._handler(self._replayer, run, [fact])
+    def post(self, run: str, receipts: list[str]) -> None:
+        self._handler(self._replayer, run, receipts)
 
     def close(self) -> None:
         """Nothing runs on its own."""

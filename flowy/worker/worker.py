@@ -302,6 +302,7 @@ class ActivityWorker:
             self._arm_watch(task)
             recorder = HeartbeatRecorder(self.backend, task.run, task.key, task.heartbeat)
         token = f"{task.run}/{task.key}"
+        started_at = self.backend.clock.now()
         try:
             with self._reports.recording(token, recorder) as reporter:
                 outcome = self._execute(binding, token, task, reporter)
@@ -313,8 +314,8 @@ class ActivityWorker:
         self.completed += 1
         now = self.backend.clock.now()
         if outcome.error is not None:
-            return TaskFailed(task.key, outcome.error, outcome.started_at, at=now)
-        return TaskCompleted(task.key, outcome.result or "", outcome.started_at, at=now)
+            return TaskFailed(task.key, outcome.error, started_at, at=now)
+        return TaskCompleted(task.key, outcome.result or "", started_at, at=now)
 
     def _execute(self, binding: ActivityBinding, token: str, task: TaskMessage,
                  reporter: Any) -> AttemptOutcome:

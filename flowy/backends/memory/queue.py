@@ -16,10 +16,13 @@ DLQ_SUFFIX = "-dlq"
 
 
 class Message:
-    __slots__ = ("id", "body", "group", "receive_count", "receipt", "lease_end", "reason")
+    __slots__ = ("id", "body", "group", "order", "receive_count", "receipt", "lease_end",
+                 "reason")
 
-    def __init__(self, id: str, body: str, group: str | None, reason: str = "") -> None:
+    def __init__(self, id: str, body: str, group: str | None, reason: str = "",
+                 order: int = 0) -> None:
         self.id, self.body, self.group, self.reason = id, body, group, reason
+        self.order = order  # FIFO: its place in its group, kept when a lease ends
         self.receive_count = 0
         self.receipt: str | None = None  # of the current delivery, while in flight
         self.lease_end = 0.0
@@ -44,7 +47,9 @@ class NewestFirst(threading.Condition):
 
 class Queue:
     """One queue's messages.  Invariant for FIFO: a group is in ``ready``
-    exactly when it has waiting messages and none in flight."""
+    exactly when it has waiting messages and none in flight.  As on SQS, one
+    receive may take several messages of a group, in order; then the group
+    delivers no more until every one of them is gone or visible again."""
 
     __slots__ = ("name", "fifo", "is_dlq", "cond", "receivers", "visible", "groups", "ready",
                  "busy", "waiting", "delayed", "leases", "in_flight", "dedup", "dedup_order")
@@ -57,7 +62,7 @@ class Queue:
         self.visible: deque[Message] = deque()  # standard
         self.groups: dict[str, deque[Message]] = {}  # FIFO: waiting messages; none empty
         self.ready: deque[str] = deque()  # FIFO
-        self.busy: set[str] = set()  # FIFO: groups with a message in flight
+        self.busy: dict[str, int] = {}  # FIFO: groups with messages in flight: how many
         self.waiting = 0  # FIFO: messages in groups
         self.delayed: list[tuple[float, int, Message]] = []
         self.leases: list[tuple[float, int, str]] = []  # (end, seq, receipt), maybe stale
@@ -116,21 +121,33 @@ class Queue:
             return
         group = message.group
         assert group is not None
-        self.busy.discard(group)
-        self.groups.setdefault(group, deque()).appendleft(message)
+        waiting = self.groups.setdefault(group, deque())
+        place = 0  # before the group's later messages (those of a batch come back one by one)
+        while place < len(waiting) and waiting[place].order < message.order:
+            place += 1
+        waiting.insert(place, message)
         self.waiting += 1
-        self.ready.append(group)
+        if self._leaves_flight(group):
+            self.ready.append(group)
 
     def release(self, message: Message) -> bool:
         """An in-flight message is gone: its FIFO group may deliver the next
         (True if it has one waiting)."""
         group = message.group
-        if self.fifo and group is not None:
-            self.busy.discard(group)
+        if self.fifo and group is not None and self._leaves_flight(group):
             if group in self.groups:
                 self.ready.append(group)
                 return True
         return False
+
+    def _leaves_flight(self, group: str) -> bool:
+        """One of the group's messages is no longer in flight: whether none is."""
+        count = self.busy[group] - 1
+        if count:
+            self.busy[group] = count
+            return False
+        del self.busy[group]
+        return True
 
     def pop(self, faults: Faults | None) -> Message | None:
         """The next message to deliver, out of the visible ones."""
@@ -138,13 +155,8 @@ class Queue:
             if not self.ready:
                 return None
             group = self.ready.popleft()
-            waiting = self.groups[group]
-            message = waiting.popleft()
-            if not waiting:
-                del self.groups[group]  # a group per run: don't keep them all
-            self.waiting -= 1
-            self.busy.add(group)
-            return message
+            self.busy[group] = 0
+            return self.pop_from(group)
         visible = self.visible
         if not visible:
             return None
@@ -155,3 +167,16 @@ class Queue:
             faults.record(f"reorder {self.name} {message.id}")
             return message
         return visible.popleft()
+
+    def pop_from(self, group: str) -> Message | None:
+        """The next message of FIFO ``group``, one of whose messages the
+        same receive took: SQS gives a receive as many of a group's as it can."""
+        waiting = self.groups.get(group)
+        if waiting is None:
+            return None
+        message = waiting.popleft()
+        if not waiting:
+            del self.groups[group]  # a group per run: don't keep them all
+        self.waiting -= 1
+        self.busy[group] += 1
+        return message

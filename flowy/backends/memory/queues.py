@@ -149,7 +149,8 @@ class MemoryQueues:
 
     def _enqueue(self, q: Queue, out: Outgoing, now: float) -> int:
         """Enqueue one message; how many copies became visible at once."""
-        ident = f"m{next(self._ids)}"
+        number = next(self._ids)
+        ident = f"m{number}"
         faults = self.faults
         if faults is not None and faults.draw(faults.drop):
             faults.record(f"drop {q.name} {ident}")
@@ -175,7 +176,7 @@ class MemoryQueues:
             delay += extra
         group = out.group if q.fifo else None
         for _ in range(copies):  # a duplicate has the same id, as an SQS one does
-            message = Message(ident, out.body, group)
+            message = Message(ident, out.body, group, order=number)
             if delay > 0:
                 heapq.heappush(q.delayed, (now + delay, next(self._seq), message))
             else:
@@ -220,14 +221,19 @@ class MemoryQueues:
         faults, in_flight, ids, seq = self.faults, q.in_flight, self._ids, self._seq
         limit = None if q.is_dlq else self.max_receives
         end = now + lease
-        while source and len(taken) < max_messages:
-            message = q.pop(faults)
+        group = None  # FIFO: the group this receive takes from
+        while len(taken) < max_messages:
+            message = None if group is None else q.pop_from(group)
             if message is None:
-                break
+                message = q.pop(faults) if source else None
+                if message is None:
+                    break
+                group = message.group
             count = message.receive_count
             if limit is not None and count >= limit:
                 q.release(message)
                 self._to_dlq(q, message, f"received {count} times (max_receives={limit})")
+                group = None  # released: the group may be ready again, to pop afresh
                 continue
             message.receive_count = count = count + 1
             message.receipt = receipt = f"{message.id}.{next(ids)}"
@@ -332,7 +338,8 @@ class MemoryQueues:
                 # A message dead-lettered after its lease was lost has no
                 # known group; SQS's redrive would need one too.
                 group = (dead.group or "dead-letter") if q.fifo else None
-                q.push(Message(f"m{next(self._ids)}", dead.body, group))
+                number = next(self._ids)
+                q.push(Message(f"m{number}", dead.body, group, order=number))
             if count:
                 q.wake(count)
             return count
