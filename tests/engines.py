@@ -72,7 +72,7 @@ class EngineUnderTest:
             logging.getLogger("flowy").addHandler(self._log)
             if serve:
                 self._local = InProcessEngine(self.registry, executor=ThreadPoolExecutor,
-                                              activity_workers=12, workflow_workers=4)
+                                              activity_workers=12)
                 self.client: FlowyClient = self._local.client
             else:
                 self.client = FlowyClient(memory_backend(), registry=self.registry)

@@ -19,7 +19,7 @@ from ..core.events import Event, Fact
 from ..core.runs import Batch, RunRecord
 
 # Logical queue names; a backend maps them to its own (an SQS queue per namespace).
-DECISIONS = "decisions"  # FIFO, grouped by run: one notification in flight per run
+DECISIONS = "decisions"  # FIFO, grouped by run: one receiver has a run's notifications
 TIMERS = "timers"  # standard, with per-message delays up to ``Queues.max_delay``
 TASKS = "tasks-"  # + task list: standard
 
@@ -157,10 +157,11 @@ class RunStore(Protocol):
 # Messages are named tuples, not frozen dataclasses: as immutable, and several
 # are made for every step of every run, where a tuple costs a third as much.
 class Outgoing(NamedTuple):
-    """A message to send.  ``group`` and ``dedup`` are for FIFO queues: one
-    message of a group is in flight at a time, and a message whose ``dedup``
-    id was sent in the last five minutes is dropped.  ``delay`` (seconds, at
-    most ``Queues.max_delay``) is for standard queues."""
+    """A message to send.  ``group`` and ``dedup`` are for FIFO queues: a
+    group's messages come in order, and while some are in flight (a receive
+    may take several) no other receive gets the group's; a message whose
+    ``dedup`` id was sent in the last five minutes is dropped.  ``delay``
+    (seconds, at most ``Queues.max_delay``) is for standard queues."""
 
     body: str
     group: str | None = None

@@ -100,7 +100,7 @@ class LocalWorkflow(Workflow):
                 self._engine = InProcessEngine(
                     Registry([self], repr(self), rename_clashes=True),
                     executor=self._executor_choice, activity_workers=self.activity_workers,
-                    workflow_workers=self.workflow_workers, cache_size=self.cache_size,
+                    cache_size=self.cache_size,
                     backend=self._backend, name=self.name)
             return self._engine
 
@@ -127,7 +127,7 @@ class InProcessEngine:
 
     def __init__(self, registry: Registry, *,
                  executor: type[Executor] | Executor = ThreadPoolExecutor,
-                 activity_workers: int = 8, workflow_workers: int = 2, cache_size: int = 1000,
+                 activity_workers: int = 8, cache_size: int = 1000,
                  backend: Backend | None = None, name: str = "flowy") -> None:
         self.registry = registry
         self.backend = backend or memory_backend()
@@ -143,8 +143,9 @@ class InProcessEngine:
         self._executor = pool
         self._broken: LoopDied | None = None
         self._stop = threading.Event()
-        self._decider = Decider(self.registry, self.backend, threads=workflow_workers,
-                                       cache_size=cache_size, poll_wait=POLL_WAIT, name=name)
+        # On a backend in this process the decider decides in its polling thread.
+        self._decider = Decider(self.registry, self.backend, cache_size=cache_size,
+                                poll_wait=POLL_WAIT, name=name)
         self._threads = [threading.Thread(target=guarded(self._serve_decider,
                                                          lambda e: self._died("decider", e)),
                                           name=f"{name}-decider", daemon=True)]

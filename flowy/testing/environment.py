@@ -94,7 +94,7 @@ class WorkflowEnvironment:
     the one started.  ``cache_size`` is 0 by default, so that every decision
     replays the run's history: a workflow that is not deterministic fails
     here, in its tests, with :class:`flowy.NondeterminismError`.
-    ``activity_workers`` and ``workflow_workers`` are the engine's threads;
+    ``activity_workers`` are the threads that run activities;
     ``lease`` and ``max_receives`` the backend's (see ``memory_backend``):
     moving the clock by hand past the lease while an activity runs delivers
     its task again, as SQS would to a worker that stalled.
@@ -104,7 +104,7 @@ class WorkflowEnvironment:
     """
 
     def __init__(self, *workflows: Workflow, clock: ManualClock | None = None,
-                 activity_workers: int = 4, workflow_workers: int = 2, cache_size: int = 0,
+                 activity_workers: int = 4, cache_size: int = 0,
                  lease: float = 60.0, max_receives: int = 5) -> None:
         self.clock = clock if clock is not None else ManualClock()
         self.backend: MemoryBackend = memory_backend(clock=self.clock, lease=lease,
@@ -112,7 +112,6 @@ class WorkflowEnvironment:
         self.name = f"flowy-testing-{next(_names)}"  # its threads' names start with it
         self._workflows = list(workflows)
         self._options: dict[str, Any] = {"activity_workers": activity_workers,
-                                         "workflow_workers": workflow_workers,
                                          "cache_size": cache_size}
         self._engine: InProcessEngine | None = None
         self._served: frozenset[str] = frozenset()

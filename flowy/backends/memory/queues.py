@@ -5,9 +5,10 @@
   ``max_receives`` deliveries the next receive moves it to the queue's
   dead-letter queue instead (SQS's redrive policy).
 * :data:`~flowy.backends.base.DECISIONS` is FIFO: every message has a group,
-  one message of a group is in flight at a time and a group's messages come
-  in order; a message whose deduplication id was sent in the last five
-  minutes is dropped.  Every other queue is standard, with per-message
+  and a group's messages come in order.  A receive takes as many of a
+  group's waiting messages as it may, and the group delivers no more while
+  any of them is in flight.  A message whose deduplication id was sent in
+  the last five minutes is dropped.  Every other queue is standard, with per-message
   delays of up to 15 minutes, and (unless faults reorder it) delivers in
   the order messages became visible.
 
