@@ -51,3 +51,7 @@ def test_every_public_error_comes_from_one_module_and_reads_flowy() -> None:
     assert {error.__module__ for error in errors} == {"flowy"}
     import flowy.core.errors as one_module
     assert all(getattr(one_module, error.__name__) is error for error in errors)
+    # and every error of the hierarchy is exported, as the name it reads as says
+    hierarchy = {value for value in vars(one_module).values()
+                 if isinstance(value, type) and issubclass(value, flowy.FlowyError)}
+    assert hierarchy == set(errors)

@@ -157,9 +157,9 @@ class RunCancelled(TaskError):
     """The run was cancelled (``RunHandle.cancel``, ``FlowyClient.cancel``, ``flowy cancel``)."""
 
 
-for _cls in (FlowyError, ConfigurationError, EncodeError, LoopDied, RunNotFound, ServiceError,
-             MalformedMessage, PayloadError, HistoryError, UnsupportedFormatError, TaskError,
-             TaskTimedout, NondeterminismError, RunCancelled):
+# Every error of the hierarchy is public, and reads as flowy's own.
+for _cls in [value for value in list(globals().values())
+             if isinstance(value, type) and issubclass(value, FlowyError)]:
     _cls.__module__ = "flowy"
 
 _ERRORS_BY_NAME: dict[str, type[TaskError]] = {
