@@ -19,13 +19,13 @@ import pytest
 from flowy import FlowyClient, TaskError
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
 from flowy.backends.memory import ManualClock, memory_backend
-from flowy.core.events import TaskCompleted, TaskScheduled, stamped
+from flowy.core.events import TaskCompleted, TaskScheduled, TaskTimedOut, stamped
 from flowy.core.replay import Replayer
 from flowy.core.runs import RunRecord
 from flowy.worker.decider import Committer
 from flowy.worker.inbox import start_run
 from flowy.worker.messages import notification
-from flowy.worker.worker import ActivityWorker
+from flowy.worker.worker import MAX_RESTARTS, ActivityWorker
 from tests.aws_support import wait_for
 from tests.engines import REGISTRY, keys
 from tests.scenarios import aws_workflow
@@ -67,6 +67,61 @@ def test_outcome_written_but_never_notified_is_notified_on_redelivery(make_engin
     assert handle.result(timeout=30) == 49
     assert keys(engine.client.history(handle.run_id), TaskCompleted) == Counter(
         {task["key"]: 1})
+
+
+def test_an_attempt_whose_deliveries_all_went_to_dying_workers_still_runs(make_engine: Any
+                                                                          ) -> None:
+    """F2 of issue "Durable under crashes": four receivers died before they started
+    the attempt; the fifth delivery runs it, rather than fail it for its deliveries."""
+    engine = make_engine(serve=False)
+    engine.decider()
+    handle = engine.start("manual", 6)
+    for _ in range(4):
+        message = _task_message(engine, "manual")
+        engine.backend.queues.extend(task_queue("manual"), [message.receipt], 0)  # it dies
+    engine.worker(task_lists=("manual",))
+    assert handle.result(timeout=30) == 36
+    assert keys(engine.client.history(handle.run_id), TaskCompleted) == Counter(
+        {json.loads(message.body)["key"]: 1})
+
+
+def test_an_attempt_that_kills_every_worker_it_starts_on_fails(make_engine: Any) -> None:
+    """The crash guard counts restarts, recorded before each run: after
+    MAX_RESTARTS restarts that never ended, the next fails the attempt."""
+    engine = make_engine(serve=False)
+    engine.decider()
+    handle = engine.start("manual", 6)
+    message = _task_message(engine, "manual")
+    task = json.loads(message.body)
+    for _ in range(MAX_RESTARTS):  # workers that started it again, and died in it
+        engine.backend.store.count_restart(task["run"], task["key"])
+    engine.backend.queues.extend(task_queue("manual"), [message.receipt], 0)
+    engine.worker(task_lists=("manual",))
+    with pytest.raises(TaskError, match="seems to kill its worker"):
+        handle.result(timeout=30)
+
+
+def test_an_outcome_twice_in_the_inbox_enters_the_history_once(make_engine: Any) -> None:
+    """An attempt's result came late twice: once while a repeated timeout waited
+    under the attempt's item (so as a late fact), and once after a decider
+    consumed that timeout (so under the item again).  One completion goes in."""
+    engine = make_engine(serve=False)
+    handle = engine.start("manual", 3)
+    run, store = handle.run_id, engine.backend.store
+    committer = Committer(REGISTRY, engine.backend)
+    committer.handle(Replayer(), run)  # schedules the task
+    [task] = [e for e in engine.client.history(run) if isinstance(e, TaskScheduled)]
+    timed_out = stamped(TaskTimedOut(task.key, "start_to_close"), 2.0)
+    store.add_outcome(run, timed_out)
+    committer.handle(Replayer(), run)  # the timeout goes in (and fails the run)
+    store.add_outcome(run, timed_out)  # its timer came again
+    waiting = store.read_inbox(run)  # a decider reads it: nothing new
+    result = stamped(TaskCompleted(task.key, "9"), 3.0)
+    store.add_outcome(run, result)  # meanwhile: late, behind the repeated timeout
+    store.consume(run, waiting, len(store.read_batches(run)))
+    store.add_outcome(run, result)  # and again, under the attempt's item
+    committer.handle(Replayer(), run)
+    assert keys(engine.client.history(run), TaskCompleted) == Counter({task.key: 1})
 
 
 def test_two_deciders_racing_on_one_run(backend: Any) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from flowy.backends.base import (
     DECISIONS,
+    DEFAULT_MAX_RECEIVES,
     TIMERS,
     Clock,
     Outgoing,
@@ -814,8 +815,7 @@ def test_checkpoint_crashes_at_random_by_the_seed() -> None:
 def test_memory_backend_wires_the_parts(clock: ManualClock) -> None:
     faults = Faults(0)
     backend = memory_backend(clock=clock, lease=45.0, max_receives=3, faults=faults)
-    assert (backend.name, backend.lease, backend.max_receives, backend.remote) == (
-        "memory", 45.0, 3, False)
+    assert (backend.name, backend.lease, backend.remote) == ("memory", 45.0, False)
     assert backend.clock is clock and backend.faults is faults
     assert backend.queues.max_receives == 3 and backend.queues.faults is faults
     faults.crash_at("worker.reported")
@@ -844,7 +844,7 @@ def test_memory_backend_defaults() -> None:
     backend = memory_backend()
     assert isinstance(backend.clock, RealClock) and backend.faults is None
     backend.checkpoint("anything")  # a no-op without faults
-    assert backend.queues.max_receives == 5 and backend.lease == 60.0
+    assert backend.queues.max_receives == DEFAULT_MAX_RECEIVES and backend.lease == 60.0
     backend.close()
 
 

@@ -153,6 +153,11 @@ class RunStore(Protocol):
         """``(last heartbeat time, details)`` of a started attempt, or None."""
         ...
 
+    def count_restart(self, run_id: str, key: str) -> int:
+        """Record that attempt ``key`` starts to run again, its message having
+        come back; how many such restarts are recorded, this one included."""
+        ...
+
 
 # Messages are named tuples, not frozen dataclasses: as immutable, and several
 # are made for every step of every run, where a tuple costs a third as much.
@@ -181,6 +186,15 @@ class Received(NamedTuple):
     body: str
     receipt: str
     receive_count: int
+
+
+# Deliveries after which a queue moves a message to its dead-letter queue, by
+# default: a last resort, and a high one.  A delivery to a process that died
+# holding the message counts too, so a low limit would dead-letter the only
+# notification of a run whose deciders crashed.  What the engine can't handle
+# (a body that does not parse) it dead-letters itself, with the reason, and an
+# attempt that keeps killing its workers fails by its restarts.
+DEFAULT_MAX_RECEIVES = 100
 
 
 class Queues(Protocol):
@@ -238,7 +252,6 @@ class Backend:
     queues: Queues
     clock: Clock
     lease: float = 60.0
-    max_receives: int = 5
     remote: bool = True
     # Called by the engine at each step of CHECKPOINTS: the in-memory
     # backend's fault injection crashes a process there by raising SimulatedCrash.

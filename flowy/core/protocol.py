@@ -1,7 +1,7 @@
 """The pure rules of the engine's protocol, written once for every backend.
 
 * the identity of a fact, under which it enters a run's inbox, so that a
-  duplicate delivery is a no-op;
+  duplicate delivery is a no-op, and which facts of an inbox are new;
 * the ids of the runs a run starts (sub-workflows, its restart), derived
   from the run, so that a re-sent start makes the same run;
 * where a cancel or a signal goes on to;
@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 
 from .events import (
@@ -50,6 +50,19 @@ def fact_id(fact: Fact) -> str:
     if isinstance(fact, CancelRequested):
         return "cancel"  # the first request wins; later ones are no-ops
     return f"signal:{fact.id}"
+
+
+def new_facts(facts: Iterable[Fact], seen: Set[str]) -> list[Fact]:
+    """The facts whose identity is not in ``seen`` (a history's), each once.
+    An inbox can hold one fact twice: an outcome that came after its attempt's
+    first one was consumed takes the first's item again, while another copy
+    may still wait as a late one."""
+    new: dict[str, Fact] = {}
+    for fact in facts:
+        identity = fact_id(fact)
+        if identity not in seen and identity not in new:
+            new[identity] = fact
+    return list(new.values())
 
 
 def outcome_id(fact_type: str, key: str) -> str:

@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.base import DEFAULT_MAX_RECEIVES
 from ..backends.clocks import ManualClock
 from ..backends.memory import MemoryBackend, memory_backend
 from ..client import FlowyClient, RunHandle
@@ -105,7 +106,7 @@ class WorkflowEnvironment:
 
     def __init__(self, *workflows: Workflow, clock: ManualClock | None = None,
                  activity_workers: int = 4, cache_size: int = 0,
-                 lease: float = 60.0, max_receives: int = 5) -> None:
+                 lease: float = 60.0, max_receives: int = DEFAULT_MAX_RECEIVES) -> None:
         self.clock = clock if clock is not None else ManualClock()
         self.backend: MemoryBackend = memory_backend(clock=self.clock, lease=lease,
                                                      max_receives=max_receives)

@@ -41,7 +41,14 @@ from ..core.events import (
     is_decision,
     stamped,
 )
-from ..core.protocol import child_run_id, fact_id, parent_outcome, passed_on, restarted_run_id
+from ..core.protocol import (
+    child_run_id,
+    fact_id,
+    new_facts,
+    parent_outcome,
+    passed_on,
+    restarted_run_id,
+)
 from ..core.replay import Replayer, WorkflowDefinition
 from ..core.runs import COMPLETED, FAILED, RESTARTED, RunRecord
 from ..declaration import Registry, Workflow
@@ -138,7 +145,7 @@ class Committer:
         decider committed this version first."""
         run_id = state.record.run_id
         inbox = self.store.read_inbox(run_id)
-        fresh = [fact for _, fact in inbox if fact_id(fact) not in state.seen]
+        fresh = new_facts((fact for _, fact in inbox), state.seen)
         if fresh:
             decisions = replayer.decide(run_id, state.definition, state.history, fresh)
             now = self.backend.clock.now()

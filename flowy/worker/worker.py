@@ -65,6 +65,9 @@ SHORT_POLL_PAUSE = 0.05
 # With attempts running and fewer slots free than this, a poller of a remote
 # backend waits a moment for more before it receives.
 RECEIVE_BATCH = 4
+# An attempt that has started again this many times after its worker died in
+# it fails the next time, rather than take down every worker it reaches.
+MAX_RESTARTS = 4
 
 
 class ActivityWorker:
@@ -293,10 +296,17 @@ class ActivityWorker:
         binding = self._binding(task)
         if isinstance(binding, Exception):
             return self._failure(task, binding)
-        if deliveries >= self.backend.max_receives:
-            return self._failure(task, ServiceError(
-                f"attempt {task.key} was delivered {deliveries} times without finishing: the "
-                "workers running it died each time"))
+        # A delivery is no sign that the attempt ran: its receiver may have died
+        # before starting it (or never started it: it was stopping).  What
+        # counts is starts, recorded before running again (a first start is
+        # not recorded, so that the common case costs nothing).
+        if deliveries > 1:
+            restarts = self.store.count_restart(task.run, task.key)
+            if restarts > MAX_RESTARTS:
+                return self._failure(task, ServiceError(
+                    f"attempt {task.key} was started {restarts + 1} times, and each time the "
+                    "worker running it died before it ended: it seems to kill its worker. "
+                    "Fix the activity, or run it where it can't take the worker down"))
         recorder = None
         if task.watched:
             self._arm_watch(task)

@@ -81,6 +81,6 @@ def connect(settings: AWSSettings | None = None, *, count_requests: bool = False
         name=f"namespace {settings.namespace}",
         store=DynamoStore(dynamodb, settings.table, payloads),
         queues=SQSQueues(sqs, settings, payloads), clock=RealClock(),
-        lease=float(settings.visibility_timeout), max_receives=settings.max_receives,
+        lease=float(settings.visibility_timeout),
         remote=True, close=close,
         settings=settings, dynamodb=dynamodb, sqs=sqs, s3=s3)

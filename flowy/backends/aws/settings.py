@@ -16,7 +16,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core.errors import ConfigurationError
-from ..base import DECISIONS, TASKS, TIMERS
+from ..base import DECISIONS, DEFAULT_MAX_RECEIVES, TASKS, TIMERS
 
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _TASK_LIST = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -51,7 +51,7 @@ class AWSSettings(BaseModel):
     # extends the lease again.
     visibility_timeout: int = Field(default=60, ge=10, le=43200)
     # Deliveries after which a message goes to its dead-letter queue.
-    max_receives: int = Field(default=5, ge=2, le=1000)
+    max_receives: int = Field(default=DEFAULT_MAX_RECEIVES, ge=2, le=999)
 
     @field_validator("namespace")
     @classmethod

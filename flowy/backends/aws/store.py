@@ -293,6 +293,13 @@ class DynamoStore:
             return None
         return float(item["last_beat"]["N"]), item.get("details", {}).get("S")
 
+    def count_restart(self, run_id: str, key: str) -> int:
+        reply = self._db.update_item(
+            TableName=self.table, Key={"pk": {"S": run_id}, "sk": {"S": f"restarts#{key}"}},
+            UpdateExpression="ADD restarts :one", ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW")
+        return int(reply["Attributes"]["restarts"]["N"])
+
     # -- plumbing -------------------------------------------------------------
 
     def _query(self, run_id: str, prefix: str) -> Iterator[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..base import Backend
+from ..base import DEFAULT_MAX_RECEIVES, Backend
 from ..clocks import ManualClock, MemoryClock, RealClock
 from .faults import Faults
 from .queues import DEDUP_WINDOW, MAX_DELAY, MemoryQueues, dead_letter_queue
@@ -41,7 +41,8 @@ def _no_checkpoint(step: str) -> None:
 
 
 def memory_backend(*, clock: MemoryClock | None = None, lease: float = 60.0,
-                   max_receives: int = 5, faults: Faults | None = None) -> MemoryBackend:
+                   max_receives: int = DEFAULT_MAX_RECEIVES, faults: Faults | None = None
+                   ) -> MemoryBackend:
     """A fresh in-memory backend on ``clock`` (the real one by default)."""
     clock = RealClock() if clock is None else clock
     queues = MemoryQueues(clock, max_receives=max_receives, faults=faults)
@@ -53,5 +54,5 @@ def memory_backend(*, clock: MemoryClock | None = None, lease: float = 60.0,
 
     checkpoint: Callable[[str], None] = _no_checkpoint if faults is None else faults.checkpoint
     return MemoryBackend(name="memory", store=MemoryStore(clock), queues=queues, clock=clock,
-                         lease=lease, max_receives=max_receives, remote=False,
+                         lease=lease, remote=False,
                          checkpoint=checkpoint, join=join, close=queues.close, faults=faults)

@@ -38,6 +38,7 @@ class _Run:
     inbox: dict[str, Fact] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     beats: dict[str, tuple[float | None, float, str | None]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -130,7 +131,7 @@ class MemoryStore:
             count = 0
             if items is not None:
                 count = (len(items.batches) + (items.sent is not None) + len(items.inbox)
-                         + len(items.done) + len(items.beats))
+                         + len(items.done) + len(items.beats) + len(items.restarts))
             if run.workflow_id is not None and \
                     self._workflow_ids.get(run.workflow_id) == run.run_id:
                 del self._workflow_ids[run.workflow_id]  # unless a later run holds it
@@ -260,3 +261,9 @@ class MemoryStore:
             items = self._items.get(run_id)
             beat = None if items is None else items.beats.get(key)
             return None if beat is None else (beat[1], beat[2])
+
+    def count_restart(self, run_id: str, key: str) -> int:
+        with self._lock:
+            restarts = (self._items.get(run_id) or self._run(run_id)).restarts
+            restarts[key] = count = restarts.get(key, 0) + 1
+            return count

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import greenlet
 
-from ...backends.base import CHECKPOINTS, DECISIONS, TIMERS, task_queue
+from ...backends.base import CHECKPOINTS, DECISIONS, DEFAULT_MAX_RECEIVES, TIMERS, task_queue
 from ...backends.clocks import ManualClock
 from ...backends.memory import Faults, MemoryBackend, memory_backend
 from ...client import FlowyClient
@@ -65,7 +65,7 @@ class Profile:
     duplicate: float = 0.0
     delay: float = 0.0
     reorder: float = 0.0
-    max_receives: int = 5
+    max_receives: int = DEFAULT_MAX_RECEIVES
     fault_steps: int = 400  # then the faults stop
     max_steps: int = 20_000  # a world still busy after these is stuck
     crash_one_step: bool = True  # and crash the checkpoint the seed picks
@@ -76,8 +76,9 @@ PROFILES: dict[str, Profile] = {
     # duplicated, reordered and delayed, with SQS's redrive as a last resort.
     "protocol": Profile(crash=0.02, stall=0.01, duplicate=0.05, delay=0.05, reorder=0.2,
                         max_receives=1000),
-    # The same, with the redrive limit deployed today (FLOWY_MAX_RECEIVES=5):
-    # crashes count against the messages their processes held.
+    # More crashes, with the redrive limit deployed by default
+    # (FLOWY_MAX_RECEIVES): crashes count against the messages their processes
+    # held, and must not exhaust it.
     "deployed": Profile(crash=0.05, stall=0.02, duplicate=0.05, delay=0.05, reorder=0.2),
     # Messages lost outright, which nothing in the protocol recovers from yet.
     "lossy": Profile(drop=0.02, duplicate=0.05, reorder=0.2, max_receives=1000),
