@@ -208,7 +208,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise HistoryError(f"not a history event: unknown type {name!r}; "
-                         f"known types are {sorted(EVENT_TYPES)}")
+                           f"known types are {sorted(EVENT_TYPES)}")
     if isinstance(fields.get("error"), dict):
         error = dict(fields["error"])
         error["type_mro"] = tuple(error.get("type_mro", ()))

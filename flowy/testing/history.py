@@ -193,7 +193,7 @@ def decide(workflow: WorkflowLike, history_so_far: Sequence[Event],
     """One decision; without a replayer, a fresh one that replays ``history_so_far``."""
     replayer = replayer if replayer is not None else Replayer(cache_size=0)
     return replayer.decide(run_id, _definition(workflow), list(history_so_far),
-                          facts(new_facts))
+                           facts(new_facts))
 
 
 def drive(workflow: WorkflowLike, batches: Sequence[HistoryBuilder | Sequence[Fact]],

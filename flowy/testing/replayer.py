@@ -43,7 +43,7 @@ def load_history(source: HistorySource) -> list[Event]:
                 events.append(event_from_dict(json.loads(line)))
             except (ValueError, TypeError) as exc:
                 raise HistoryError(f"{path}, line {number}: not a history event ({exc}); "
-                                 "write the file with `flowy history RUN`") from exc
+                                   "write the file with `flowy history RUN`") from exc
         return events
     return [event_from_dict(dict(item)) if isinstance(item, Mapping) else item
             for item in source]

@@ -8,9 +8,9 @@
   and a group's messages come in order.  A receive takes as many of a
   group's waiting messages as it may, and the group delivers no more while
   any of them is in flight.  A message whose deduplication id was sent in
-  the last five minutes is dropped.  Every other queue is standard, with per-message
-  delays of up to 15 minutes, and (unless faults reorder it) delivers in
-  the order messages became visible.
+  the last five minutes is dropped.  Every other queue is standard, with
+  per-message delays of up to 15 minutes, and (unless faults reorder it)
+  delivers in the order messages became visible.
 
 Everything is O(log n) per message, as fan-out benchmarks push tens of
 thousands of messages through: visible messages are deques, delayed ones a
