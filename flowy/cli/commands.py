@@ -28,7 +28,9 @@ def add_commands(commands: Any) -> None:
                                            "or 'dev')")
     group.add_argument("--endpoint-url", help="AWS endpoint (default $AWS_ENDPOINT_URL: "
                                               "real AWS if unset)")
-    group.add_argument("--region", help="AWS region (default $AWS_REGION or us-east-1)")
+    group.add_argument("--region", help="AWS region (default $AWS_REGION, else boto3's: "
+                                        "$AWS_DEFAULT_REGION or the profile's; else "
+                                        "us-east-1)")
     defs = argparse.ArgumentParser(add_help=False)
     defs.add_argument("definitions", metavar="DEFS",
                       help="module declaring Workflows, e.g. examples.aws_defs "

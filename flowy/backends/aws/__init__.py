@@ -12,6 +12,7 @@ from __future__ import annotations
 try:
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(f"the AWS backend needs the aws extra ({exc}): "
                       "pip install 'flowy[aws]'") from None
@@ -19,8 +20,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from ...core.errors import ServiceError
 from ..base import Backend
 from ..clocks import RealClock
 from . import metrics
@@ -31,6 +33,9 @@ from .sqs import SQSQueues
 from .store import DynamoStore
 
 __all__ = ["AWSBackend", "AWSSettings", "client_config", "connect"]
+
+# A run id no run has (run ids are UUIDs): reading it only tells whether the table exists.
+RESOURCE_PROBE = "flowy-resource-check"
 
 
 def client_config(pool: int = 50) -> Config:
@@ -55,6 +60,25 @@ class AWSBackend(Backend):
         and bucket, where they are missing."""
         ensure_resources(self.settings, task_lists, dynamodb=self.dynamodb, sqs=self.sqs,
                          s3=self.s3)
+
+    def check_resources(self, queues: Iterable[str]) -> None:
+        """Raise :class:`~flowy.core.errors.ServiceError`, saying how to create
+        them, if the table or one of ``queues`` (logical names) is missing.
+
+        Only with requests that the processes' IAM policies allow (a read of
+        an item, queue URL lookups), so it checks nothing else.
+        """
+        try:
+            self.store.get_run(RESOURCE_PROBE)
+            for queue in queues:
+                # SQSQueues' own lookup, which names a missing queue and how to
+                # create it whenever the engine sends or receives: one rule.
+                cast(SQSQueues, self.queues)._url(self.settings.queue_name(queue))
+        except self.dynamodb.exceptions.ResourceNotFoundException:
+            raise ServiceError(f"table {self.settings.table} does not exist: "
+                               f"{self.settings.how_to_create}") from None
+        except EndpointConnectionError as exc:
+            raise ServiceError(f"{exc}: is the endpoint right, and is it up?") from None
 
 
 def connect(settings: AWSSettings | None = None, *, count_requests: bool = False

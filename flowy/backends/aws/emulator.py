@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 from typing import Any
 
 from ...core.errors import ConfigurationError
@@ -25,31 +27,58 @@ def emulator_environment(endpoint_url: str) -> dict[str, str]:
 
 
 class LocalAWS:
-    """A moto server in a thread of this process, on 127.0.0.1 (a free port by default)."""
+    """A moto server in a thread of this process, on 127.0.0.1 (a free port by default).
+
+    The socket is bound here, in :meth:`start`, and handed to the server: moto's
+    ``ThreadedMotoServer`` binds in its thread, and waits for ever when the
+    port is taken; werkzeug, binding, prints two lines and exits the process.
+    """
 
     def __init__(self, port: int = 0) -> None:
         self._port = port
         self._server: Any = None
+        self._thread: threading.Thread | None = None
         self.endpoint_url = ""
 
     def start(self) -> str:
         try:
-            from moto.server import ThreadedMotoServer
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
         except ImportError:
             raise ConfigurationError("the embedded local AWS needs moto: "
                                      "pip install 'flowy[dev]'") from None
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port,
-                                          verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()  # the port the OS chose for port 0
+        try:
+            listening = socket.create_server(("127.0.0.1", self._port))
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)  # without the address again
+            raise ConfigurationError(
+                f"the local AWS can't listen on 127.0.0.1 port {self._port} ({why}): "
+                "stop what uses that port, or choose another (flowy dev --port)") from None
+        with listening:  # the server listens on a duplicate of it
+            self._server = make_server("127.0.0.1", self._port,
+                                       DomainDispatcherApplication(create_backend_app),
+                                       threaded=True, request_handler=MotoRequestHandler,
+                                       fd=listening.fileno())
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="flowy-local-aws", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]  # the port the OS chose for port 0
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
     def __enter__(self) -> LocalAWS:
         self.start()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 
+import boto3
+from botocore.exceptions import ProfileNotFound
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core.errors import ConfigurationError
@@ -22,6 +24,23 @@ _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _TASK_LIST = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 DEFAULT_TASK_LIST = "default"
+FALLBACK_REGION = "us-east-1"
+
+
+def default_region() -> str:
+    """The region when none is given: ``AWS_REGION``, else boto3's
+    (``AWS_DEFAULT_REGION``, then the profile's ``region``), else us-east-1.
+
+    boto3 does not read ``AWS_REGION``, which the other AWS SDKs, the AWS CLI
+    v2 and Lambda use (before ``AWS_DEFAULT_REGION``), so it is read here
+    first; the rest is boto3's own chain, not a copy of it.
+    """
+    try:
+        found = os.environ.get("AWS_REGION") or boto3.session.Session().region_name
+    except ProfileNotFound as exc:
+        raise ConfigurationError(f"{exc}: set AWS_PROFILE to a profile of your AWS config "
+                                 "file, or unset it") from None
+    return found or FALLBACK_REGION
 
 
 def check_task_list(name: str) -> str:
@@ -44,7 +63,9 @@ class AWSSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     namespace: str = "dev"
-    region: str = "us-east-1"
+    # Resolved when the settings are made, so that a profile's region is not
+    # overridden by a default of ours.
+    region: str = Field(default_factory=default_region)
     endpoint_url: str | None = None
     bucket: str | None = None
     # Seconds a worker or decider keeps a received message hidden before it
@@ -65,20 +86,21 @@ class AWSSettings(BaseModel):
     @classmethod
     def from_env(cls, **overrides: object) -> AWSSettings:
         """Settings from ``FLOWY_NAMESPACE``, ``FLOWY_BUCKET``,
-        ``FLOWY_VISIBILITY_TIMEOUT``, ``FLOWY_MAX_RECEIVES``, ``AWS_REGION`` (or
-        ``AWS_DEFAULT_REGION``) and ``AWS_ENDPOINT_URL``; ``overrides`` win
-        where they are not None."""
+        ``FLOWY_VISIBILITY_TIMEOUT``, ``FLOWY_MAX_RECEIVES`` and
+        ``AWS_ENDPOINT_URL``, the region from :func:`default_region`;
+        ``overrides`` win where they are not None."""
         values: dict[str, object] = {
             "namespace": os.environ.get("FLOWY_NAMESPACE"),
             "bucket": os.environ.get("FLOWY_BUCKET"),
             "visibility_timeout": os.environ.get("FLOWY_VISIBILITY_TIMEOUT"),
             "max_receives": os.environ.get("FLOWY_MAX_RECEIVES"),
-            "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             "endpoint_url": os.environ.get("AWS_ENDPOINT_URL"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+        except ConfigurationError:  # the region's own, which says what to do
+            raise
         except ValueError as exc:
             raise ConfigurationError(f"bad Flowy AWS settings: {exc}") from exc
 
@@ -126,6 +148,18 @@ class AWSSettings(BaseModel):
         if queue_name.endswith(".fifo"):
             return queue_name[: -len(".fifo")] + "-dlq.fifo"
         return f"{queue_name}-dlq"
+
+    @property
+    def how_to_create(self) -> str:
+        """What to do about a missing table or queue of the namespace."""
+        return (f"create the namespace's resources with 'flowy setup --namespace "
+                f"{self.namespace}' (or deploy infra/flowy.yaml)")
+
+    @property
+    def location(self) -> str:
+        """Where the namespace lives, for logs: endpoint (or AWS), region, namespace."""
+        return (f"{self.endpoint_url or 'AWS'}, region {self.region}, "
+                f"namespace {self.namespace}")
 
     def client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for ``boto3.client``."""
