@@ -102,16 +102,23 @@ def test_sigterm_lets_the_running_attempt_finish(make_stack: Any, tmp_path: Path
     assert handle.result(timeout=30) == "done"
 
 
-def test_sigterm_past_the_grace_period_releases_the_attempt(make_stack: Any,
-                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("poll_wait", ["0", "20"])
+def test_sigterm_past_the_grace_period_releases_the_attempt(make_stack: Any, tmp_path: Path,
+                                                             poll_wait: str) -> None:
+    """F6 of issue "Durable under crashes": the grace period bounds the shutdown,
+    whatever the poll mode: the process exits with its attempt still running
+    (abandoned in a daemon thread), and hands the message back, for the next
+    worker at once (not after its lease, taken by a long poll left behind)."""
     stack = make_stack()
     stack.decider()
-    impatient = stack.worker("--grace", "0.5")
+    impatient = stack.worker("--grace", "0.5", "--poll-wait", poll_wait)
     path = str(tmp_path / "calls")
-    handle = stack.client.start(aws_workflow("slow"), path, 4.0)
+    handle = stack.client.start(aws_workflow("slow"), path, 120.0)
     wait_for(lambda: A.calls(path, "start") == 1, 30, "the attempt to start")
     impatient.send_signal(signal.SIGTERM)
-    assert impatient.wait(timeout=30) == 0
-    stack.worker()  # gets the released message at once, not after its lease
-    assert handle.result(timeout=30) == "done"
-    assert A.calls(path, "start") == 2
+    # After the grace, and the long poll in progress: long before the attempt ends.
+    assert impatient.wait(timeout=60) == 0
+    assert A.calls(path, "end") == 0
+    stack.worker("--grace", "0.5")  # gets the message at once, not after its 60 s lease
+    wait_for(lambda: A.calls(path, "start") == 2, 20, "the attempt to start again")
+    handle.cancel()

@@ -9,6 +9,7 @@ about S3, stays in test_aws_faults.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import Counter
@@ -16,15 +17,17 @@ from typing import Any
 
 import pytest
 
-from flowy import FlowyClient, TaskError
+from flowy import FlowyClient, Registry, TaskError
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
 from flowy.backends.memory import ManualClock, memory_backend
+from flowy.core.errors import ServiceError, SimulatedCrash
 from flowy.core.events import TaskCompleted, TaskScheduled, TaskTimedOut, stamped
 from flowy.core.replay import Replayer
 from flowy.core.runs import RunRecord
-from flowy.worker.decider import Committer
+from flowy.worker.decider import NOTIFICATIONS_PER_THREAD, Committer, Decider
 from flowy.worker.inbox import start_run
 from flowy.worker.messages import notification
+from flowy.worker.poison import POISON_LIMIT
 from flowy.worker.worker import MAX_RESTARTS, ActivityWorker
 from tests.aws_support import wait_for
 from tests.engines import REGISTRY, keys
@@ -124,6 +127,38 @@ def test_an_outcome_twice_in_the_inbox_enters_the_history_once(make_engine: Any)
     assert keys(engine.client.history(run), TaskCompleted) == Counter({task.key: 1})
 
 
+def _waiting_task_keys(backend: Any, task_list: str) -> list[str]:
+    """Take every message waiting on ``task_list``: the keys of their attempts."""
+    found: list[str] = []
+    while messages := backend.queues.receive(task_queue(task_list), max_messages=10, wait=1,
+                                             lease=30):
+        found += [json.loads(m.body)["key"] for m in messages]
+        backend.queues.acknowledge(task_queue(task_list), [m.receipt for m in messages])
+    return sorted(found)
+
+
+def test_a_resent_batch_does_not_rerun_attempts_that_ended(backend: Any) -> None:
+    """F5 of issue "Durable under crashes": a decider died after sending a batch
+    and before marking it sent; its attempts ran and ended.  The next decider
+    sends the batch again without them: nothing ends up run twice."""
+    handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
+
+    def die_before_marking_sent(step: str) -> None:
+        if step == "decider.sent":
+            raise SimulatedCrash(step)
+
+    dying = Committer(REGISTRY, dataclasses.replace(backend, checkpoint=die_before_marking_sent))
+    with pytest.raises(SimulatedCrash):
+        dying.handle(Replayer(), handle.run_id)
+    worker = ActivityWorker(REGISTRY, backend, poll_wait=0)
+    assert worker.run_waiting(task_queue("default")) == 2  # both squares ran, once
+    Committer(REGISTRY, backend).handle(Replayer(), handle.run_id)
+    # The squares are not sent again; the sum, which their results allow, is.
+    assert _waiting_task_keys(backend, "default") == ["sum-0-1"]
+    assert keys(FlowyClient(backend).history(handle.run_id), TaskCompleted) == Counter(
+        {"square-0-1": 1, "square-1-1": 1})
+
+
 def test_two_deciders_racing_on_one_run(backend: Any) -> None:
     """Decider B has the run cached at an old version: its commit loses to A's,
     and it decides again from fresh history; every fact is committed once."""
@@ -192,6 +227,43 @@ def test_malformed_messages_go_to_dead_letter_queues(engine: Any) -> None:
     assert "moved to the dead-letter queue" in engine.logs()
 
 
+def test_a_decision_that_keeps_failing_is_set_aside_with_its_reason() -> None:
+    """Item 1 of issue "Durable under crashes": deliveries don't make poison,
+    failures to decide do.  A decider that can't decide a run (its workflow is
+    not declared there) lets the notification come back; at the fifth failure
+    it moves it to the dead-letter queue, saying why."""
+    clock = ManualClock()
+    backend = memory_backend(clock=clock, lease=30)
+    handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
+    decider = Decider(Registry([], "a deployment without it"), backend, threads=0, poll_wait=0)
+    for failures in range(1, POISON_LIMIT + 1):
+        assert decider.poll_decisions() == 1
+        assert len(backend.queues.dead_letters(DECISIONS)) == (failures == POISON_LIMIT)
+        clock.advance(31)  # the lease ends: the notification comes back
+    [(body, reason)] = backend.queues.dead_letters(DECISIONS)
+    assert handle.run_id in body
+    assert f"the decision for run {handle.run_id} failed {POISON_LIMIT} times" in reason
+    assert "is not declared in a deployment without it" in reason
+    assert decider.poll_decisions() == 0
+
+
+def test_a_failing_service_never_makes_a_message_poison() -> None:
+    """What the backend calls transient (the service's failure) is not counted."""
+    clock = ManualClock()
+    backend = memory_backend(clock=clock, lease=30)
+    FlowyClient(backend).start(aws_workflow("example"), 1, 2)
+
+    def unavailable(*_args: Any) -> Any:
+        raise ServiceError("the table is unavailable")
+
+    backend.store.read_inbox = unavailable  # type: ignore[method-assign]
+    decider = Decider(REGISTRY, backend, threads=0, poll_wait=0)
+    for _ in range(3 * POISON_LIMIT):
+        assert decider.poll_decisions() == 1
+        clock.advance(31)
+    assert backend.queues.dead_letters(DECISIONS) == []
+
+
 def test_dead_letters_are_redriven_once_fixed(make_engine: Any) -> None:
     engine = make_engine(serve=False)
     queues = engine.backend.queues
@@ -237,3 +309,30 @@ def test_a_poller_on_an_idle_task_list_leaves_slots_for_the_other_lists() -> Non
         stop.set()
         backend.close()
         serving.join()
+
+
+def test_a_decider_takes_only_what_its_threads_will_decide_soon() -> None:
+    """F4 of issue "Durable under crashes": with its threads busy, a decider
+    leaves the backlog on the queue (where no lease runs out), not in its hands."""
+    backend = dataclasses.replace(memory_backend(), remote=True)  # decider threads, as on AWS
+    client = FlowyClient(backend)
+    for i in range(30):
+        client.start(aws_workflow("example"), i, 1)
+    decider = Decider(REGISTRY, backend, threads=2, poll_wait=0)
+    busy = threading.Event()
+    decided: list[str] = []
+
+    def slow_handle(replayer: Any, run_id: str) -> None:
+        busy.wait()
+        decided.append(run_id)
+
+    decider.committer.handle = slow_handle  # type: ignore[method-assign]
+    taken = sum(decider.poll_decisions() for _ in range(5))
+    assert taken == 2 * NOTIFICATIONS_PER_THREAD
+    assert len(decider._held.held()) == taken
+    busy.set()
+    for _ in range(100):
+        if len(decided) == 30:
+            break
+        decider.poll_decisions()
+    assert sorted(decided) == sorted(r.run_id for r in client.store.runs())

@@ -27,7 +27,7 @@ from cfnlint.decode import cfn_yaml
 from moto.server import ThreadedMotoServer
 
 from flowy.backends.aws.settings import AWSSettings
-from flowy.backends.aws.store import RUN_INDEX
+from flowy.backends.aws.store import RUN_INDEX, WAKE_INDEX
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 ACCOUNT = "123456789012"  # moto's
@@ -127,12 +127,16 @@ def test_table_and_its_index(deployed: Deployed) -> None:
     assert deployed.outputs["TableName"] == table["TableName"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
-        "pk": "S", "sk": "S", "workflow": "S", "started_at": "N"}
-    [index] = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == RUN_INDEX == "runs_by_workflow"
-    assert index["Projection"]["ProjectionType"] == "ALL"
-    for keys, (hash_key, range_key) in ((table["KeySchema"], ("pk", "sk")),
-                                        (index["KeySchema"], ("workflow", "started_at"))):
+        "pk": "S", "sk": "S", "workflow": "S", "started_at": "N", "wake": "S", "due": "N"}
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert sorted(indexes) == sorted([RUN_INDEX, WAKE_INDEX]) == ["runs_by_workflow",
+                                                                  "runs_to_wake"]
+    assert indexes[RUN_INDEX]["Projection"]["ProjectionType"] == "ALL"
+    assert indexes[WAKE_INDEX]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    for keys, (hash_key, range_key) in (
+            (table["KeySchema"], ("pk", "sk")),
+            (indexes[RUN_INDEX]["KeySchema"], ("workflow", "started_at")),
+            (indexes[WAKE_INDEX]["KeySchema"], ("wake", "due"))):
         assert [(k["AttributeName"], k["KeyType"]) for k in keys] == [
             (hash_key, "HASH"), (range_key, "RANGE")]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from ..core.errors import ErrorInfo
+from ..core.errors import ErrorInfo, ServiceError
 from ..core.events import Event, Fact
 from ..core.runs import Batch, RunRecord
 
@@ -131,9 +131,29 @@ class RunStore(Protocol):
         ...
 
     def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
-                sent_version: int) -> None:
+                sent_version: int | None, wake: float | None = None) -> None:
         """After a commit and its sends: clear the consumed facts, remember which
-        attempts have ended (see :meth:`outcome_of`), record ``sent_version``."""
+        attempts have ended (see :meth:`outcome_of`), record ``sent_version``
+        and when the run must be looked at if it hears nothing (``wake``, see
+        :meth:`runs_to_wake`; None: not unless a fact comes).  With
+        ``sent_version`` None (facts the history has already, cleared by a
+        decider that may be behind), neither is recorded."""
+        ...
+
+    # -- the reconciler's index -------------------------------------------------
+
+    def runs_to_wake(self, before: float, limit: int) -> list[tuple[str, float]]:
+        """``(run id, since)`` of up to ``limit`` runs, oldest first, that have
+        waited since before ``before``: a fact in their inbox since then (its
+        stamp), or a ``wake`` time recorded by ``consume`` or ``set_wake``
+        that has passed.  A sparse index: a run that waits for nothing is not
+        in it, so that finding the runs whose notification or timer was lost
+        costs the same however many runs there are."""
+        ...
+
+    def set_wake(self, run_id: str, version: int, wake: float | None) -> None:
+        """Replace the run's ``wake`` time, unless a decision after ``version``
+        has recorded its own."""
         ...
 
     # -- attempts -------------------------------------------------------------
@@ -253,6 +273,9 @@ class Backend:
     clock: Clock
     lease: float = 60.0
     remote: bool = True
+    # Whether a failure is the service's, not the message's: transient ones
+    # never count toward a message's poison (:mod:`flowy.worker.poison`).
+    transient: Callable[[BaseException], bool] = lambda exc: isinstance(exc, ServiceError)
     # Called by the engine at each step of CHECKPOINTS: the in-memory
     # backend's fault injection crashes a process there by raising SimulatedCrash.
     checkpoint: Callable[[str], None] = lambda step: None

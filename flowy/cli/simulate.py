@@ -4,10 +4,11 @@ print what they ended in (see :mod:`flowy.testing.simulation`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
-from ..testing.simulation import PROFILES, Report, simulate
+from ..testing.simulation import PROFILES, Profile, Report, simulate
 
 
 def add_parser(commands: Any) -> None:
@@ -24,6 +25,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seed", type=int, help="run this one seed only")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="protocol",
                         help="which faults (default protocol: what the engine must survive)")
+    parser.add_argument("--max-receives", type=int,
+                        help="the queues' redrive limit instead of the profile's (the "
+                             "deployed default is 100; a low one shows how crashes exhaust it)")
     parser.add_argument("--verbose", action="store_true",
                         help="print each failing world's steps, faults and violations")
 
@@ -31,13 +35,18 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     seeds = [args.seed] if args.seed is not None else range(args.first,
                                                             args.first + args.seeds)
+    profile: str | Profile = args.profile
+    reproduce = f"--profile {args.profile}"
+    if args.max_receives is not None:
+        profile = dataclasses.replace(PROFILES[args.profile], max_receives=args.max_receives)
+        reproduce += f" --max-receives {args.max_receives}"
     began = time.perf_counter()
-    reports = [simulate(seed, args.profile) for seed in seeds]
+    reports = [simulate(seed, profile) for seed in seeds]
     elapsed = time.perf_counter() - began
     failed = [r for r in reports if not r.ok]
     for report in (reports if args.seed is not None else failed) if args.verbose else ():
         _print_world(report)
-    _print_summary(reports, failed, elapsed, args.profile)
+    _print_summary(reports, failed, elapsed, reproduce)
     return 1 if failed else 0
 
 
@@ -52,11 +61,12 @@ def _print_world(report: Report) -> None:
 
 def _print_summary(reports: list[Report], failed: list[Report], elapsed: float,
                    profile: str) -> None:
+    """``profile``: the options that chose it, as given."""
     count = len(reports)
     steps = sum(r.steps for r in reports)
     executions = sum(r.executions for r in reports)
     attempts = sum(r.attempts for r in reports)
-    print(f"profile {profile}: {count - len(failed)} of {count} seeds passed in "
+    print(f"{profile.removeprefix('--')}: {count - len(failed)} of {count} seeds passed in "
           f"{elapsed:.1f} s ({count / elapsed:.1f} seeds/s)")
     print(f"  {steps} steps ({steps / count:.0f} per seed), "
           f"{sum(r.crashes for r in reports)} crashes, "
@@ -68,4 +78,4 @@ def _print_summary(reports: list[Report], failed: list[Report], elapsed: float,
         print(f"  failed seeds: {' '.join(str(r.seed) for r in failed)}")
         first = failed[0]
         print(f"  first failure, seed {first.seed}: {first.violations[0]}")
-        print(f"  reproduce: flowy simulate --seed {first.seed} --profile {profile} --verbose")
+        print(f"  reproduce: flowy simulate --seed {first.seed} {profile} --verbose")

@@ -6,7 +6,9 @@
   from the run, so that a re-sent start makes the same run;
 * where a cancel or a signal goes on to;
 * how a sub-workflow's end becomes its parent's fact;
-* whether a timeout timer that came due times its attempt out.
+* whether a timeout timer that came due times its attempt out;
+* which timers a decision arms, and when a run that hears nothing more
+  must be looked at again (the reconciler's wake-up).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
+from typing import Literal
 
 from .events import (
+    CLOSING_TYPES,
     CancelRequested,
     Event,
     Fact,
@@ -26,6 +30,7 @@ from .events import (
     TaskTimedOut,
     TimeoutType,
     TimerFired,
+    TimerStarted,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowRestarted,
@@ -158,3 +163,58 @@ def check_timeout(kind: TimeoutType, key: str, *, ended: str | None,
             return TimeoutCheck(recheck_at=due)
     timed_out = TaskTimedOut(key, kind, beat[1] if beat else None, at=now)
     return TimeoutCheck(fact_id(timed_out), timed_out)
+
+
+# -- timers -------------------------------------------------------------------
+
+TimerKind = Literal["timer", "schedule_to_start", "start_to_close", "heartbeat"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable timer: at ``fire_at``, fire timer ``key`` (``kind`` "timer")
+    or check whether attempt ``key`` timed out (the other kinds)."""
+
+    key: str
+    kind: TimerKind
+    fire_at: float
+
+
+def timers_of(event: Event) -> list[Timer]:
+    """The timers that carrying out decision ``event`` arms.  (A worker arms
+    the start-to-close and heartbeat checks of an activity when it starts it:
+    only it knows when that is.)"""
+    if isinstance(event, TimerStarted):
+        return [Timer(event.key, "timer", event.at + event.delay)]
+    if not isinstance(event, TaskScheduled):
+        return []
+    if event.kind == "activity":
+        if event.schedule_to_start is None:
+            return []
+        return [Timer(event.key, "schedule_to_start", event.at + event.schedule_to_start)]
+    if event.start_to_close is None:
+        return []
+    return [Timer(event.key, "start_to_close", event.at + event.start_to_close)]
+
+
+def pending_timers(history: Sequence[Event]) -> list[Timer]:
+    """The timers of an open run's decisions whose keys have nothing in its
+    history yet (no fired timer, no outcome); none once the run has closed."""
+    armed: dict[str, list[Timer]] = {}
+    for event in history:
+        if isinstance(event, CLOSING_TYPES):
+            return []
+        if isinstance(event, (TimerFired, *_OUTCOMES)):
+            armed.pop(event.key, None)
+        else:
+            timers = timers_of(event)
+            if timers:
+                armed[timers[0].key] = timers
+    return [timer for timers in armed.values() for timer in timers]
+
+
+def wake_at(history: Sequence[Event]) -> float | None:
+    """When a run that hears nothing more must be looked at again: when its
+    first pending timer is due (its timer message may have been lost), or
+    None if nothing is timed."""
+    return min((timer.fire_at for timer in pending_timers(history)), default=None)

@@ -34,7 +34,6 @@ from ..core.events import (
     Decision,
     Event,
     TaskScheduled,
-    TimerStarted,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowRestarted,
@@ -45,9 +44,13 @@ from ..core.protocol import (
     child_run_id,
     fact_id,
     new_facts,
+    outcome_key,
     parent_outcome,
     passed_on,
+    pending_timers,
     restarted_run_id,
+    timers_of,
+    wake_at,
 )
 from ..core.replay import Replayer, WorkflowDefinition
 from ..core.runs import COMPLETED, FAILED, RESTARTED, RunRecord
@@ -59,7 +62,9 @@ from .messages import (
     TaskMessage,
     TimerMessage,
     parse,
+    timer_message,
 )
+from .poison import PoisonCounter
 from .run_threads import InlineRuns, RunThreads, guarded
 from .timers import TimerKeeper, arm
 
@@ -71,6 +76,16 @@ COMMIT_ATTEMPTS = 5
 # poll that began while the group was busy ends, so long polls there add up
 # to their whole wait to each step of a run; short polls don't.
 SHORT_POLL_PAUSE = 0.05
+# Notifications a decider thread has waiting at most: a decider receives only
+# what its threads will decide soon, well within the lease it holds them for
+# (a decision takes milliseconds to a few seconds for a large fan-out).
+NOTIFICATIONS_PER_THREAD = 5
+# The reconciler (Decider.reconcile): every lease, it wakes the runs that
+# have waited this many leases for a decision, up to a batch of them per
+# pass, and looks again this many leases later at a run whose timers it checked.
+OVERDUE_LEASES = 2
+RECONCILE_BATCH = 100
+RECHECK_LEASES = 10
 
 
 @functools.lru_cache(maxsize=4096)
@@ -118,6 +133,7 @@ class Committer:
         self.cache_size = cache_size
         self._states: OrderedDict[str, RunState] = OrderedDict()
         self._lock = threading.Lock()
+        self._timers = TimerKeeper(backend)
 
     # -- one run --------------------------------------------------------------
 
@@ -158,7 +174,10 @@ class Committer:
             self._carry_out(state, events)
             self.backend.checkpoint("decider.sent")
         if inbox:
-            self.store.consume(run_id, inbox, state.version)
+            # Without a decision, this decider may be behind the history: it
+            # must not record its older view of what was sent and is timed.
+            self.store.consume(run_id, inbox, *((state.version, wake_at(state.history))
+                                                if fresh else (None, None)))
             self.backend.checkpoint("decider.consumed")
         return len(fresh)
 
@@ -176,10 +195,15 @@ class Committer:
         for batch in self.store.read_batches(run_id):
             state.append(batch.events)
         if state.version and self.store.sent_version(run_id) < state.version:
-            log.info("run %s: batch %d was committed but maybe not sent; sending it again",
-                     run_id, state.version)
-            self._carry_out(state, state.last_batch)
-            self.store.consume(run_id, [], state.version)
+            # Its tasks may have gone out and ended since: those are not sent
+            # again, and the others go marked, for workers to check (F5).
+            ended = {key for _, fact in self.store.read_inbox(run_id)
+                     if (key := outcome_key(fact)) is not None}
+            log.info("run %s: batch %d was committed but maybe not sent; sending it again "
+                     "(without the %d attempts that have ended)", run_id, state.version,
+                     len(ended))
+            self._carry_out(state, state.last_batch, ended)
+            self.store.consume(run_id, [], state.version, wake_at(state.history))
         with self._lock:
             self._states[run_id] = state
             while len(self._states) > self.cache_size:
@@ -191,21 +215,47 @@ class Committer:
         with self._lock:
             self._states.pop(run_id, None)
 
+    # -- waking runs ------------------------------------------------------------
+
+    def wake(self, replayer: Replayer, run_id: str, recheck: float) -> None:
+        """Look at a run that has waited too long (see :meth:`Decider.reconcile`):
+        decide on its inbox, whose notification was lost, send its batch if
+        unsent, and fire or check its overdue timers, whose messages were
+        lost.  A run whose timers were checked and still waits is looked at
+        again ``recheck`` seconds later (an attempt that started in time has
+        nothing in the history to say so until it ends)."""
+        self.handle(replayer, run_id)
+        state = self._state(run_id)
+        if state is None:  # facts for no run: they go, and with them its index entries
+            self.store.consume(run_id, self.store.read_inbox(run_id), None)
+            return
+        now = self.backend.clock.now()
+        overdue = [timer for timer in pending_timers(state.history) if timer.fire_at <= now]
+        for timer in overdue:
+            log.warning("run %s: timer %s (%s) was due at %.3f and had not come: firing it",
+                        run_id, timer.key, timer.kind, timer.fire_at)
+            self._timers.handle(timer_message(run_id, timer))
+        self.store.set_wake(run_id, state.version,
+                            now + recheck if overdue else wake_at(state.history))
+
     # -- carrying decisions out -------------------------------------------------
 
-    def _carry_out(self, state: RunState, batch: list[Event]) -> None:
-        """Send what a committed batch asks for; safe to repeat (see ``sent``)."""
+    def _carry_out(self, state: RunState, batch: list[Event],
+                   ended: set[str] | None = None) -> None:
+        """Send what a committed batch asks for; safe to repeat (see ``sent``).
+        ``ended``, on a re-send: the attempts whose outcomes are in, not sent again."""
         outbox = Outbox()
         closing: Decision | None = None
+        run_id = state.record.run_id
         for event in batch:
+            if ended is not None and getattr(event, "key", None) in ended:
+                continue
             if isinstance(event, TaskScheduled):
-                self._schedule(state, event, outbox)
-            elif isinstance(event, TimerStarted):
-                outbox.timers.append(TimerMessage(run=state.record.run_id, key=event.key,
-                                                  kind="timer", fire_at=event.at + event.delay))
+                self._schedule(state, event, outbox, resent=ended is not None)
             elif isinstance(event, CLOSING_TYPES):
                 closing = event  # type: ignore[assignment]
-        for target, fact in passed_on(state.record.run_id, state.history, batch):
+            outbox.timers += [timer_message(run_id, timer) for timer in timers_of(event)]
+        for target, fact in passed_on(run_id, state.history, batch):
             outbox.notifications.append(tell(self.backend, target, fact))
         for queue, tasks in outbox.tasks.items():
             self.backend.queues.send(queue, tasks)
@@ -215,30 +265,24 @@ class Committer:
             self._close(state, closing, outbox)
         notify(self.backend, outbox.notifications)
 
-    def _schedule(self, state: RunState, task: TaskScheduled, outbox: Outbox) -> None:
+    def _schedule(self, state: RunState, task: TaskScheduled, outbox: Outbox, *,
+                  resent: bool) -> None:
         run_id = state.record.run_id
         if task.kind == "activity":
-            if task.schedule_to_start is not None:
-                outbox.timers.append(TimerMessage(run=run_id, key=task.key,
-                                                  kind="schedule_to_start",
-                                                  fire_at=task.at + task.schedule_to_start))
             binding = state.workflow.activities[task.dependency]
             message = TaskMessage(
                 run=run_id, key=task.key, workflow=state.record.workflow,
                 dependency=task.dependency, input=task.input,
                 start_to_close=task.start_to_close, heartbeat=task.heartbeat,
-                schedule_to_start=task.schedule_to_start)
+                schedule_to_start=task.schedule_to_start, resent=resent)
             outbox.tasks.setdefault(task_queue(binding.task_list), []).append(
-                Outgoing(message.model_dump_json()))
+                Outgoing(message.model_dump_json(exclude_defaults=True)))
             return
         child = state.workflow.children[task.dependency]
         outbox.notifications.append(start_run(self.backend, RunRecord(
             child_run_id(run_id, task.key), self.registry.ref_of(child), started_at=task.at,
             input=task.input,
             parent_run=run_id, parent_key=task.key)))
-        if task.start_to_close is not None:
-            outbox.timers.append(TimerMessage(run=run_id, key=task.key, kind="start_to_close",
-                                              fire_at=task.at + task.start_to_close))
 
     def _close(self, state: RunState, closing: Decision, outbox: Outbox) -> None:
         record = state.record
@@ -291,29 +335,41 @@ class Decider:
         self._fatal: BaseException | None = None
         self._dying = threading.Event()
         self._threads: RunThreads | InlineRuns = (
-            RunThreads(threads, self._handle_run, cache_size, name, self._die)
+            RunThreads(threads, self._handle_run, cache_size, name, self._die,
+                       per_thread=NOTIFICATIONS_PER_THREAD)
             if threads and backend.remote else InlineRuns(self._handle_run, cache_size))
         # Notifications received and not yet acknowledged: a long decision (a
         # large fan-out) must not let its notification reappear mid-way.
         self._held = HeldMessages(backend)
+        self._poison = PoisonCounter(backend)
+        self._next_reconcile = 0.0
 
     def _die(self, exc: BaseException) -> None:
         self._fatal = exc
         self._dying.set()
 
-    def _handle_run(self, replayer: Replayer, run_id: str, receipts: list[str]) -> None:
+    def _handle_run(self, replayer: Replayer, run_id: str, messages: list[Received]) -> None:
+        """Decide for ``run_id`` on its notifications, or with none, wake it."""
         try:
-            self.committer.handle(replayer, run_id)
+            if messages:
+                self.committer.handle(replayer, run_id)
+            else:
+                self.committer.wake(replayer, run_id, recheck=self._lease * RECHECK_LEASES)
         except UNCONTAINED:
             raise
-        except BaseException:  # noqa: BLE001 - the run's trouble; the others go on
-            log.exception("decision for run %s failed; its notification will come back",
-                          run_id)
+        except BaseException as exc:  # noqa: BLE001 - the run's trouble; the others go on
+            if not messages:
+                log.exception("waking run %s failed; a later pass tries again", run_id)
+            for message in messages:
+                self._poison.failed(DECISIONS, message, f"the decision for run {run_id}", exc)
         else:
-            self._acknowledge(DECISIONS, receipts)
+            for message in messages:
+                self._poison.succeeded(message)
+            if messages:
+                self._acknowledge(DECISIONS, [message.receipt for message in messages])
         finally:
-            for receipt in receipts:
-                self._held.let_go(DECISIONS, receipt)
+            for message in messages:
+                self._held.let_go(DECISIONS, message.receipt)
 
     def _acknowledge(self, queue: str, receipts: list[str]) -> None:
         for receipt in self.queues.acknowledge(queue, receipts):
@@ -325,9 +381,18 @@ class Decider:
         self._held.renew()
 
     def poll_decisions(self) -> int:
-        """One receive from the decision queue; returns how many messages came."""
-        messages = self.queues.receive(DECISIONS, max_messages=10, wait=self.poll_wait,
-                                       lease=self._lease)
+        """One receive from the decision queue, after a pass of :meth:`reconcile`
+        if one is due (every lease, and on the first poll); returns how many
+        messages came."""
+        now = self.backend.clock.now()
+        if now >= self._next_reconcile:  # here, so that inline decisions stay in one thread
+            self._next_reconcile = now + self._lease
+            self.reconcile()
+        room = self._threads.room(timeout=1.0)
+        if not room:  # the threads have all they can decide soon
+            return 0
+        messages = self.queues.receive(DECISIONS, max_messages=min(10, room),
+                                       wait=self.poll_wait, lease=self._lease)
         self._dispatch(messages)
         self._pause_if_short_polling(messages)
         return len(messages)
@@ -339,7 +404,7 @@ class Decider:
     def _dispatch(self, messages: list[Received]) -> None:
         # A receive may bring several notifications of a run (its FIFO group):
         # one decision takes in all their news.
-        receipts_by_run: dict[str, list[str]] = {}
+        messages_by_run: dict[str, list[Received]] = {}
         for message in messages:
             try:
                 note = _notification_of(message.body)
@@ -347,14 +412,30 @@ class Decider:
                 self._dead_letter(DECISIONS, message, str(exc))
                 continue
             self._held.hold(DECISIONS, message.receipt)
-            receipts_by_run.setdefault(note.run, []).append(message.receipt)
-        for run, receipts in receipts_by_run.items():
-            self._threads.post(run, receipts)
+            messages_by_run.setdefault(note.run, []).append(message)
+        for run, held in messages_by_run.items():
+            self._threads.post(run, held)
 
     def _dead_letter(self, queue: str, message: Received, reason: str) -> None:
         log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",
                   message.id, queue, reason)
         self.queues.dead_letter(queue, message, reason)
+
+    def reconcile(self) -> int:
+        """Wake every run that has waited longer than it should: a fact in its
+        inbox for more than :data:`OVERDUE_LEASES` leases (its notification
+        was lost, or dead-lettered), or a timer that long overdue (its message
+        was lost); how many.  SWF re-issues a decision task after its timeout;
+        this is that, read from the store's sparse index, so a pass costs a
+        few requests whatever the number of runs, and nothing else when no
+        run waits."""
+        now = self.backend.clock.now()
+        runs = self.backend.store.runs_to_wake(now - self._lease * OVERDUE_LEASES,
+                                               RECONCILE_BATCH)
+        for run_id, since in runs:
+            log.info("run %s has waited for a decision since %.3f: waking it", run_id, since)
+            self._threads.post(run_id, [])
+        return len(runs)
 
     def poll_timers(self) -> int:
         messages = self.queues.receive(TIMERS, max_messages=10, wait=self.poll_wait,
@@ -369,9 +450,10 @@ class Decider:
                 continue
             except UNCONTAINED:
                 raise
-            except BaseException:  # noqa: BLE001 - the timer's trouble; the others go on
-                log.exception("timer message %s failed; it will come back", message.id)
+            except BaseException as exc:  # noqa: BLE001 - the timer's trouble; the others go on
+                self._poison.failed(TIMERS, message, f"timer message {message.id}", exc)
                 continue
+            self._poison.succeeded(message)
             self.backend.checkpoint("timers.handled")
             done.append(message.receipt)
         if done:

@@ -7,14 +7,12 @@ dead-letter queue with the reason, logs it, and goes on.
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..backends.base import Outgoing
 from ..core.errors import MalformedMessage
-
-TimerKind = Literal["timer", "schedule_to_start", "start_to_close", "heartbeat"]
+from ..core.protocol import Timer, TimerKind
 
 
 class _Body(BaseModel):
@@ -38,6 +36,9 @@ class TaskMessage(_Body):
     start_to_close: float | None = None
     heartbeat: float | None = None
     schedule_to_start: float | None = None
+    # Sent again by a decider that found its batch committed but not marked
+    # sent: the first sending may have gone out, and its attempt run or ended.
+    resent: bool = False
 
     @property
     def watched(self) -> bool:
@@ -54,6 +55,10 @@ class TimerMessage(_Body):
     kind: TimerKind
     fire_at: float
     limit: float | None = None  # the timeout, in seconds, for heartbeat checks
+
+
+def timer_message(run: str, timer: Timer) -> TimerMessage:
+    return TimerMessage(run=run, key=timer.key, kind=timer.kind, fire_at=timer.fire_at)
 
 
 def parse(model: type[_Body], body: str) -> _Body:

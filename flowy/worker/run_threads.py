@@ -16,13 +16,14 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.base import Received
 from ..core.errors import UNCONTAINED
 from ..core.replay import Replayer
 
 log = logging.getLogger("flowy.decider")
 
-# Decides for a run on the notifications with these receipts.
-Handler = Callable[[Replayer, str, list[str]], None]
+# Decides for a run on these notifications of it.
+Handler = Callable[[Replayer, str, list[Received]], None]
 FatalHandler = Callable[[BaseException], None]
 _STOP = object()
 
@@ -42,7 +43,11 @@ def guarded(loop: Callable[[], None], on_fatal: FatalHandler) -> Callable[[], No
 
 
 class RunThreads:
-    """``count`` daemon threads; ``post(run, receipts)`` queues notifications for ``run``.
+    """``count`` daemon threads; ``post(run, messages)`` queues notifications for ``run``.
+
+    :meth:`room` says how many more notifications the threads should take:
+    a decider receives no more than that, so that what it holds is what its
+    threads decide soon, not a backlog whose leases run out while it waits.
 
     Whatever a handler raises for one run is logged, and the thread goes on
     with the others, except :data:`~flowy.core.errors.UNCONTAINED`.  A thread
@@ -52,8 +57,11 @@ class RunThreads:
     """
 
     def __init__(self, count: int, handler: Handler, cache_size: int, name: str,
-                 on_fatal: FatalHandler) -> None:
+                 on_fatal: FatalHandler, per_thread: int) -> None:
         self._handler = handler
+        self._capacity = count * per_thread
+        self._waiting = 0  # notifications posted and not yet decided on
+        self._changed = threading.Condition()
         self._inboxes: list[queue.SimpleQueue[Any]] = [queue.SimpleQueue() for _ in range(count)]
         self._threads = [
             threading.Thread(target=guarded(functools.partial(self._loop, inbox,
@@ -63,8 +71,22 @@ class RunThreads:
         for thread in self._threads:
             thread.start()
 
-    def post(self, run: str, receipts: list[str]) -> None:
-        self._inboxes[zlib.crc32(run.encode()) % len(self._inboxes)].put((run, receipts))
+    def post(self, run: str, messages: list[Received]) -> None:
+        with self._changed:
+            self._waiting += len(messages)
+        self._inboxes[zlib.crc32(run.encode()) % len(self._inboxes)].put((run, messages))
+
+    def room(self, timeout: float) -> int:
+        """How many more notifications to take, waiting up to ``timeout``
+        seconds for some room if there is none."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._waiting < self._capacity, timeout)
+            return max(0, self._capacity - self._waiting)
+
+    def _decided(self, count: int) -> None:
+        with self._changed:
+            self._waiting -= count
+            self._changed.notify_all()
 
     def close(self) -> None:
         for inbox in self._inboxes:
@@ -81,21 +103,23 @@ class RunThreads:
                     batch.append(inbox.get_nowait())
                 except queue.Empty:
                     break
-            receipts_by_run: dict[str, list[str]] = {}
+            messages_by_run: dict[str, list[Received]] = {}
             stopping = False
             for item in batch:
                 if item is _STOP:
                     stopping = True  # after deciding on what came before it
                     break
-                run, receipts = item
-                receipts_by_run.setdefault(run, []).extend(receipts)
-            for run, receipts in receipts_by_run.items():
+                run, messages = item
+                messages_by_run.setdefault(run, []).extend(messages)
+            for run, messages in messages_by_run.items():
                 try:
-                    self._handler(replayer, run, receipts)
+                    self._handler(replayer, run, messages)
                 except UNCONTAINED:
                     raise
                 except BaseException:  # noqa: BLE001 - one broken run must not stop the others
                     log.exception("decision for run %s failed", run)
+                finally:
+                    self._decided(len(messages))
             if stopping:
                 return
 
@@ -109,8 +133,12 @@ class InlineRuns:
         self._handler = handler
         self._replayer = Replayer(cache_size)
 
-    def post(self, run: str, receipts: list[str]) -> None:
-        self._handler(self._replayer, run, receipts)
+    def post(self, run: str, messages: list[Received]) -> None:
+        self._handler(self._replayer, run, messages)
+
+    def room(self, timeout: float) -> int:
+        """A receive's worth: each is decided before the next receive."""
+        return 10
 
     def close(self) -> None:
         """Nothing runs on its own."""

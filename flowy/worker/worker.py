@@ -17,8 +17,9 @@ redelivered message whose attempt already has an outcome is dropped without
 running it again.
 
 On ``stop`` the worker stops polling, lets running attempts finish for
-``grace`` seconds, then releases the messages of those still running (they
-become visible at once, for another worker) and returns.
+``grace`` seconds (and a long poll in progress end), then releases the
+messages of those still running (they become visible at once, for another
+worker) and returns, abandoning them in their daemon threads.
 
 The same code serves every backend: ``flowy worker`` on AWS, and
 ``LocalWorkflow`` on the in-memory backend.
@@ -143,7 +144,8 @@ class ActivityWorker:
         while not (stop.wait(0.5) or self._dying.is_set()):
             pass
         stopping.set()
-        self._drain()
+        # Pollers that only poll (the last thread is the lease thread's).
+        self._drain(threads[:-1] if handlers is not None else [])
         if handlers is not None:
             handlers.close()
         lease_done.set()
@@ -167,20 +169,31 @@ class ActivityWorker:
         thread.start()
         return thread
 
-    def _drain(self) -> None:
+    def _drain(self, pollers: list[threading.Thread]) -> None:
+        """Give running attempts up to ``grace`` seconds, then hand back the
+        messages of those still running.  Pollers in a long poll hand back
+        what it brings (see :meth:`_poll`); they are waited for first, or the
+        service could give them a message handed back, which nobody would
+        take until its lease ended."""
         running = self._held.held()
         if running:
             log.info("stopping: waiting up to %.0f s for %d running attempts", self.grace,
                      len(running))
             self._slots.wait_all_free(None if math.isinf(self.grace) else self.grace)
+        for poller in pollers:
+            poller.join(self.poll_wait + 5)
         for queue, receipt in self._held.held():
-            self._held.let_go(queue, receipt)
-            try:  # make it visible again at once, for another worker
-                if self.backend.queues.extend(queue, [receipt], 0):
-                    raise ServiceError("the receipt is stale")
-            except Exception as exc:  # noqa: BLE001 - it comes back after its lease anyway
-                log.warning("could not release a message (%s); it comes back after its "
-                            "lease", exc)
+            self._release(queue, receipt)
+
+    def _release(self, queue: str, receipt: str) -> None:
+        """Make a held message visible again at once, for another worker."""
+        self._held.let_go(queue, receipt)
+        try:
+            if self.backend.queues.extend(queue, [receipt], 0):
+                raise ServiceError("the receipt is stale")
+        except Exception as exc:  # noqa: BLE001 - it comes back after its lease anyway
+            log.warning("could not release a message (%s); it comes back after its "
+                        "lease", exc)
 
     def _poll(self, queue: str, stopping: threading.Event, handlers: _Handlers | None) -> None:
         """Receive from ``queue`` for ``handlers``, or without them one message
@@ -204,6 +217,11 @@ class ActivityWorker:
                 stopping.wait(1)
             self._hold(queue, messages)  # a fault here is this loop's own: it dies of it
             self._slots.give(free - len(messages))
+            if stopping.is_set():  # received during the stop: not ours to run
+                for message in messages:
+                    self._release(queue, message.receipt)
+                self._slots.give(len(messages))
+                return
             if not messages and self.poll_wait == 0:
                 stopping.wait(SHORT_POLL_PAUSE)
             for message in messages:
@@ -270,12 +288,20 @@ class ActivityWorker:
 
     def _attempt(self, task: TaskMessage, deliveries: int) -> str | None:
         """Run the attempt and record its outcome; the news to notify, if any."""
-        if deliveries > 1:  # the attempt may have ended: don't run it again
+        if deliveries > 1 or task.resent:  # the attempt may have ended: don't run it again
             ended = self.store.outcome_of(task.run, task.key)
             if ended == IN_HISTORY:
                 return None
             if ended is not None:
                 return outcome_id(ended, task.key)
+            if (task.resent and deliveries == 1 and task.watched
+                    and self.store.get_beat(task.run, task.key)):
+                # It started from the first sending, whose message stays with it
+                # (and comes back if its worker dies): this copy is not needed.
+                # (Delivered again, this copy may be the one that started it.)
+                log.info("attempt %s of run %s runs already; its re-sent message is dropped",
+                         task.key, task.run)
+                return None
         fact = self._run(task, deliveries)
         self.backend.checkpoint("worker.ran")
         self.store.add_outcome(task.run, fact)

@@ -31,6 +31,7 @@ from .resources import ensure_resources
 from .settings import AWSSettings
 from .sqs import SQSQueues
 from .store import DynamoStore
+from .transient import is_transient
 
 __all__ = ["AWSBackend", "AWSSettings", "client_config", "connect"]
 
@@ -106,5 +107,5 @@ def connect(settings: AWSSettings | None = None, *, count_requests: bool = False
         store=DynamoStore(dynamodb, settings.table, payloads),
         queues=SQSQueues(sqs, settings, payloads), clock=RealClock(),
         lease=float(settings.visibility_timeout),
-        remote=True, close=close,
+        remote=True, close=close, transient=is_transient,
         settings=settings, dynamodb=dynamodb, sqs=sqs, s3=s3)

@@ -13,11 +13,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from .settings import AWSSettings
-from .store import RUN_INDEX
+from .store import RUN_INDEX, WAKE_INDEX
 
 log = logging.getLogger("flowy.backends.aws.resources")
 
 RETENTION = str(14 * 24 * 3600)
+WAKE_ATTRIBUTES = [{"AttributeName": "wake", "AttributeType": "S"},
+                   {"AttributeName": "due", "AttributeType": "N"}]
+# Keys only: the reconciler needs the run ids and times, nothing else.
+WAKE_INDEX_SPEC = {"IndexName": WAKE_INDEX,
+                   "KeySchema": [{"AttributeName": "wake", "KeyType": "HASH"},
+                                 {"AttributeName": "due", "KeyType": "RANGE"}],
+                   "Projection": {"ProjectionType": "KEYS_ONLY"}}
 
 
 def ensure_resources(settings: AWSSettings, task_lists: Iterable[str], *, dynamodb: Any,
@@ -39,17 +46,29 @@ def _ensure_table(dynamodb: Any, table: str) -> None:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                   {"AttributeName": "sk", "AttributeType": "S"},
                                   {"AttributeName": "workflow", "AttributeType": "S"},
-                                  {"AttributeName": "started_at", "AttributeType": "N"}],
+                                  {"AttributeName": "started_at", "AttributeType": "N"},
+                                  *WAKE_ATTRIBUTES],
             GlobalSecondaryIndexes=[{
                 "IndexName": RUN_INDEX,
                 "KeySchema": [{"AttributeName": "workflow", "KeyType": "HASH"},
                               {"AttributeName": "started_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"}}])
+                "Projection": {"ProjectionType": "ALL"}}, WAKE_INDEX_SPEC])
         log.info("created table %s", table)
     except dynamodb.exceptions.ResourceInUseException:
+        _ensure_wake_index(dynamodb, table)
         return
     dynamodb.get_waiter("table_exists").wait(TableName=table,
                                              WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _ensure_wake_index(dynamodb: Any, table: str) -> None:
+    """Add the wake index to a table made before it existed."""
+    indexes = dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])
+    if any(index["IndexName"] == WAKE_INDEX for index in indexes):
+        return
+    dynamodb.update_table(TableName=table, AttributeDefinitions=WAKE_ATTRIBUTES,
+                          GlobalSecondaryIndexUpdates=[{"Create": WAKE_INDEX_SPEC}])
+    log.info("added the index %s to table %s", WAKE_INDEX, table)
 
 
 def _ensure_queue(sqs: Any, name: str, settings: AWSSettings) -> None:

@@ -156,10 +156,8 @@ class SQSQueues:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") not in _MISSING_QUEUE:
                     raise
-                raise ServiceError(
-                    f"queue {name} does not exist: create the namespace's resources with "
-                    f"'flowy setup --namespace {self._settings.namespace}' (or deploy "
-                    "infra/flowy.yaml)") from None
+                raise ServiceError(f"queue {name} does not exist: "
+                                   f"{self._settings.how_to_create}") from None
             self._urls[name] = url
         return url
 

@@ -16,6 +16,12 @@ Items, all under the partition of their run (``pk`` = run id):
                         check it before timing an attempt out).
 ``beat#KEY``            when attempt KEY started and last heartbeated.
 
+Inbox items, and a ``sent`` item whose run has a timer pending, carry
+``wake`` (a shard, from the run id) and ``due`` (when the fact came, or the
+timer is due): the sparse ``runs_to_wake`` index holds exactly the runs
+that wait for a decision, at no extra request, since those attributes go
+with writes the protocol makes anyway and leave with the consume.
+
 A workflow id is claimed by an item ``pk = wfid#ID``.  Run items carry
 ``workflow`` and ``started_at`` for the ``runs_by_workflow`` index.
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
@@ -37,6 +44,10 @@ from ...core.runs import IN_HISTORY, OPEN, Batch, RunRecord
 from .payloads import Payloads
 
 RUN_INDEX = "runs_by_workflow"
+WAKE_INDEX = "runs_to_wake"
+# Shards of the wake index's partition key: one key would be a hot partition
+# of the index, which every inbox write goes through.
+WAKE_SHARDS = 8
 # DynamoDB can't be watched: wait_closed polls at this interval.
 POLL_INTERVAL = 0.2
 # Backoffs before each BatchWriteItem of unprocessed items (the first goes at once).
@@ -231,7 +242,7 @@ class DynamoStore:
     def _fact_item(self, run_id: str, ident: str, fact: Fact) -> dict[str, Any]:
         return {"pk": {"S": run_id}, "sk": {"S": f"fact#{ident}"},
                 "type": {"S": type(fact).__name__},
-                "event": self._pack(json.dumps(event_to_dict(fact)))}
+                "event": self._pack(json.dumps(event_to_dict(fact))), **_wake(run_id, fact.at)}
 
     def read_inbox(self, run_id: str) -> list[tuple[str, Fact]]:
         # Only facts are written under "fact#": the cast records that.
@@ -244,7 +255,7 @@ class DynamoStore:
         return facts
 
     def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
-                sent_version: int) -> None:
+                sent_version: int | None, wake: float | None = None) -> None:
         requests: list[dict[str, Any]] = []
         done: set[str] = set()
         for sort_key, fact in consumed:
@@ -255,9 +266,45 @@ class DynamoStore:
                 done.add(key)
                 requests.append({"PutRequest": {"Item": {"pk": {"S": run_id},
                                                          "sk": {"S": f"done#{key}"}}}})
-        requests.append({"PutRequest": {"Item": {"pk": {"S": run_id}, "sk": {"S": "sent"},
-                                                 "version": {"N": str(sent_version)}}}})
+        if sent_version is not None:
+            sent = {"pk": {"S": run_id}, "sk": {"S": "sent"},
+                    "version": {"N": str(sent_version)},
+                    **({} if wake is None else _wake(run_id, wake))}
+            # First, so that a consume cut short between batches of 25 leaves
+            # facts behind, whose index entries wake the run, not a batch
+            # unmarked with no fact left to say so.  (Within one batch, only a
+            # crash while retrying what a throttled table left unprocessed can.)
+            requests.insert(0, {"PutRequest": {"Item": sent}})
         self._batch_write(requests)
+
+    def set_wake(self, run_id: str, version: int, wake: float | None) -> None:
+        key = {"pk": {"S": run_id}, "sk": {"S": "sent"}}
+        values: dict[str, Any] = {":v": {"N": str(version)}}
+        if wake is None:
+            update = "REMOVE wake, due"
+        else:
+            update = "SET wake = :w, due = :d"
+            values.update({":" + name[0]: value for name, value in _wake(run_id, wake).items()})
+        try:
+            self._db.update_item(TableName=self.table, Key=key, UpdateExpression=update,
+                                 ConditionExpression="version = :v",
+                                 ExpressionAttributeValues=values)
+        except self._conditional_failed:
+            pass  # a later decision recorded its own
+
+    def runs_to_wake(self, before: float, limit: int) -> list[tuple[str, float]]:
+        found: dict[str, float] = {}
+        for shard in range(WAKE_SHARDS):
+            pages = self._db.get_paginator("query").paginate(
+                TableName=self.table, IndexName=WAKE_INDEX,
+                KeyConditionExpression="wake = :w AND due < :b",
+                ExpressionAttributeValues={":w": {"S": str(shard)}, ":b": {"N": repr(before)}},
+                PaginationConfig={"MaxItems": limit, "PageSize": limit})
+            for page in pages:
+                for item in page["Items"]:
+                    run, since = item["pk"]["S"], float(item["due"]["N"])
+                    found[run] = min(since, found.get(run, since))
+        return sorted(found.items(), key=lambda pair: pair[1])[:limit]
 
     # -- attempts -------------------------------------------------------------
 
@@ -323,3 +370,9 @@ class DynamoStore:
             else:
                 raise ServiceError(f"DynamoDB kept {len(pending[self.table])} writes "
                                    "unprocessed; the table is throttled: raise its capacity")
+
+
+def _wake(run_id: str, due: float) -> dict[str, Any]:
+    """The attributes that put an item in the wake index."""
+    return {"wake": {"S": str(zlib.crc32(run_id.encode()) % WAKE_SHARDS)},
+            "due": {"N": repr(due)}}

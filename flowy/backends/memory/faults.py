@@ -34,12 +34,14 @@ class Faults:
     message comes instead of the oldest); per checkpoint:
     ``crash_probability``, and ``stall`` (the process stalls there past its
     leases: every message in flight becomes visible again, for another
-    receiver).  They may be changed at any time.
+    receiver).  They may be changed at any time.  ``drop_from`` names the
+    queues whose sends may be dropped (None: every queue).
     """
 
     def __init__(self, seed: int = 0, *, drop: float = 0.0, duplicate: float = 0.0,
                  delay: float = 0.0, max_extra_delay: float = 30.0, reorder: float = 0.0,
-                 crash_probability: float = 0.0, stall: float = 0.0) -> None:
+                 crash_probability: float = 0.0, stall: float = 0.0,
+                 drop_from: frozenset[str] | None = None) -> None:
         for name, p in (("drop", drop), ("duplicate", duplicate), ("delay", delay),
                         ("reorder", reorder), ("crash_probability", crash_probability),
                         ("stall", stall)):
@@ -47,6 +49,7 @@ class Faults:
                 raise ConfigurationError(f"{name} is a probability, between 0 and 1, not {p}")
         self.seed = seed
         self.drop, self.duplicate, self.delay, self.reorder = drop, duplicate, delay, reorder
+        self.drop_from = drop_from
         self.max_extra_delay = max_extra_delay
         self.crash_probability = crash_probability
         self.stall = stall
@@ -62,6 +65,10 @@ class Faults:
     def attach(self, queues: Leases) -> None:
         """Called by MemoryQueues: the queues :meth:`expire_leases` acts on."""
         self._queues.append(queues)
+
+    def drops(self, queue: str) -> bool:
+        """Whether this send to ``queue`` is lost."""
+        return (self.drop_from is None or queue in self.drop_from) and self.draw(self.drop)
 
     def draw(self, p: float) -> bool:
         """True with probability ``p``; no draw at all when ``p`` is 0."""

@@ -153,7 +153,7 @@ class MemoryQueues:
         number = next(self._ids)
         ident = f"m{number}"
         faults = self.faults
-        if faults is not None and faults.draw(faults.drop):
+        if faults is not None and faults.drops(q.name):
             faults.record(f"drop {q.name} {ident}")
             return 0
         if q.fifo and out.dedup is not None:

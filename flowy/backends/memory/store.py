@@ -39,6 +39,7 @@ class _Run:
     done: set[str] = field(default_factory=set)
     beats: dict[str, tuple[float | None, float, str | None]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    wake: float | None = None  # the ``sent`` item's wake-up time, if it has one
 
 
 class MemoryStore:
@@ -223,7 +224,7 @@ class MemoryStore:
             return [] if items is None else list(items.inbox.items())
 
     def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
-                sent_version: int) -> None:
+                sent_version: int | None, wake: float | None = None) -> None:
         with self._lock:
             items = self._items.get(run_id) or self._run(run_id)
             inbox, done = items.inbox, items.done
@@ -232,7 +233,27 @@ class MemoryStore:
                 key = outcome_key(fact)
                 if key is not None:
                     done.add(key)
-            items.sent = sent_version  # overwritten, as the DynamoDB put does
+            if sent_version is not None:
+                items.sent = sent_version  # overwritten, as the DynamoDB put does
+                items.wake = wake
+
+    def set_wake(self, run_id: str, version: int, wake: float | None) -> None:
+        with self._lock:
+            items = self._items.get(run_id)
+            if items is not None and items.sent == version:
+                items.wake = wake
+
+    def runs_to_wake(self, before: float, limit: int) -> list[tuple[str, float]]:
+        with self._lock:
+            due = []
+            for run_id, items in self._items.items():
+                times = [fact.at for fact in items.inbox.values()]
+                if items.wake is not None:
+                    times.append(items.wake)
+                if times and min(times) < before:
+                    due.append((run_id, min(times)))
+        due.sort(key=lambda pair: pair[1])
+        return due[:limit]
 
     # -- attempts -------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from ...backends.memory import Faults, MemoryBackend, memory_backend
 from ...client import FlowyClient
 from ...core.errors import SimulatedCrash
 from ...declaration import Registry
-from ...worker.decider import Decider
+from ...worker.decider import OVERDUE_LEASES, Decider
 from ...worker.worker import ActivityWorker
 from .checks import check_dead_letters, check_results, check_runs, scheduled_attempts
 from .workload import Executions, Start, declare
@@ -66,6 +66,7 @@ class Profile:
     delay: float = 0.0
     reorder: float = 0.0
     max_receives: int = DEFAULT_MAX_RECEIVES
+    drop_from: frozenset[str] | None = None  # the queues whose sends ``drop`` loses (all)
     fault_steps: int = 400  # then the faults stop
     max_steps: int = 20_000  # a world still busy after these is stuck
     crash_one_step: bool = True  # and crash the checkpoint the seed picks
@@ -80,8 +81,12 @@ PROFILES: dict[str, Profile] = {
     # (FLOWY_MAX_RECEIVES): crashes count against the messages their processes
     # held, and must not exhaust it.
     "deployed": Profile(crash=0.05, stall=0.02, duplicate=0.05, delay=0.05, reorder=0.2),
-    # Messages lost outright, which nothing in the protocol recovers from yet.
-    "lossy": Profile(drop=0.02, duplicate=0.05, reorder=0.2, max_receives=1000),
+    # Wake-ups lost outright (notifications and timers): the reconciler must
+    # find every run that waits.  (SQS does not lose a message it accepted:
+    # this stands for the ones dead-lettered, or never sent by a process that
+    # died.  A lost task message is the attempt's timeout's to find.)
+    "lossy": Profile(drop=0.05, duplicate=0.05, reorder=0.2, max_receives=1000,
+                     drop_from=frozenset({DECISIONS, TIMERS})),
     # No faults: the world must end right, and in few steps.
     "calm": Profile(max_receives=1000, crash_one_step=False),
 }
@@ -109,6 +114,9 @@ class Report:
 
 
 _PAUSED = object()  # what a step's greenlet hands the scheduler at a checkpoint
+RECONCILE = "reconcile"  # a decider's step that is not a receive: its reconciler's pass
+# How long a run waits for a decision before the reconciler wakes it.
+OVERDUE = LEASE * OVERDUE_LEASES
 
 
 class _Process:
@@ -140,7 +148,8 @@ class _Process:
             body = functools.partial(engine.run_waiting, queue)
         else:
             assert isinstance(engine, Decider)
-            body = engine.poll_decisions if queue == DECISIONS else engine.poll_timers
+            body = {DECISIONS: engine.poll_decisions, TIMERS: engine.poll_timers,
+                    RECONCILE: engine.reconcile}[queue]
         self.step = greenlet.greenlet(body)
 
     def resume(self) -> None:
@@ -164,7 +173,8 @@ class World:
         self.profile_name = profile if isinstance(profile, str) else repr(profile)
         self.clock = ManualClock()
         self.faults = Faults(seed, crash_probability=p.crash, stall=p.stall, drop=p.drop,
-                             duplicate=p.duplicate, delay=p.delay, reorder=p.reorder)
+                             duplicate=p.duplicate, delay=p.delay, reorder=p.reorder,
+                             drop_from=p.drop_from)
         if p.crash_one_step:
             self.faults.crash_at(CHECKPOINTS[seed % len(CHECKPOINTS)], times=1 + seed % 3)
         self.backend: MemoryBackend = memory_backend(
@@ -211,8 +221,14 @@ class World:
                     (p, None) for p in self.processes if p.step is not None]
                 choices += [(p, q) for p in self.processes if p.step is None
                             for q in p.queues if self.backend.queues.receivable(q)]
+                waiting = self.backend.store.runs_to_wake(float("inf"), 1)
+                if waiting and waiting[0][1] < self.clock.now() - OVERDUE:
+                    choices += [(p, RECONCILE) for p in self.processes
+                                if p.step is None and DECISIONS in p.queues]
                 if not choices and not pending:
-                    wake_at = self.backend.queues.next_event()
+                    wake_at = min([t for t in (self.backend.queues.next_event(),
+                                               waiting and waiting[0][1] + OVERDUE + 1)
+                                   if t], default=None)
                     if wake_at is None:
                         break  # settled
                     if wake_at - begin > MAX_SECONDS:
@@ -235,7 +251,8 @@ class World:
                     continue
                 process, queue = choices[pick]
                 log(f"{self.clock.now() - begin:.3f} {process.name}.{process.generation} "
-                    + (f"receives from {queue}" if queue else "goes on"))
+                    + ("reconciles" if queue == RECONCILE
+                       else f"receives from {queue}" if queue else "goes on"))
                 if queue is not None:
                     process.begin(queue)
                 try:
