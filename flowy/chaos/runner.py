@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -142,17 +143,23 @@ def _start(client: FlowyClient, index: int) -> Started:
 
 
 def _drain(client: FlowyClient, fleet: Fleet, started: list[Started], timeout: float) -> bool:
-    """Wait until every run has closed, or ``timeout`` seconds; whether all did."""
+    """Wait until every run has closed, or ``timeout`` seconds; whether all did.
+
+    One run is looked at per poll while it is open (the oldest not known to
+    be closed): the emulator is the bottleneck, and a look at every open run
+    each time would compete with the processes for it.
+    """
     deadline = time.monotonic() + timeout
-    open_runs = [run.run_id for run in started]
-    while open_runs:
-        open_runs = [run_id for run_id in open_runs
-                     if client.last_run(run_id).status == OPEN]
-        if not open_runs or time.monotonic() >= deadline:
-            break
+    pending = deque(run.run_id for run in started)
+    while pending:
+        if client.last_run(pending[0]).status != OPEN:
+            pending.popleft()
+            continue
+        if time.monotonic() >= deadline:
+            return False
         fleet.replace_exited()
         time.sleep(DRAIN_POLL)
-    return not open_runs
+    return True
 
 
 def _end(client: FlowyClient, run: Started) -> checks.RunEnd:

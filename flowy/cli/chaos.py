@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -83,14 +84,25 @@ def options(args: argparse.Namespace) -> ChaosOptions:
 def run(args: argparse.Namespace) -> int:
     from ..chaos.runner import run_chaos
 
+    # A SIGTERM unwinds like Ctrl-C, through the runner's cleanup, which stops
+    # every process it started; the default action would orphan them.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_chaos(options(args))
     except FlowyError as exc:  # bad options or an unreachable emulator: say what
         print(f"flowy chaos: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigurationError) else 1
+    except KeyboardInterrupt:
+        print("flowy chaos: interrupted; the processes it started are stopped",
+              file=sys.stderr)
+        return 130
     text = json.dumps(summary, indent=2, default=repr)
     print(text)
     if args.json:
         with open(args.json, "w") as output:
             output.write(text + "\n")
     return 0 if summary["ok"] else 1
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
