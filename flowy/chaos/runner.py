@@ -70,9 +70,27 @@ def _endpoint(url: str | None) -> Iterator[str]:
 
 
 def run_chaos(options: ChaosOptions) -> dict[str, Any]:
-    """Run the suite with ``options``; its summary (see :func:`checks.summarize`)."""
-    began = time.monotonic()
+    """Run the suite with ``options``; its summary (see :func:`checks.summarize`).
+
+    The processes' logs and the execution log stay in the summary's ``logs``
+    folder when a check failed (or the run broke off with an error), for the
+    post-mortem; after a clean run or Ctrl-C there is nothing to look into.
+    """
     work = Path(tempfile.mkdtemp(prefix="flowy-chaos-"))
+    try:
+        summary = _run(options, work)
+    except KeyboardInterrupt:
+        shutil.rmtree(work)
+        raise
+    if summary["ok"]:
+        shutil.rmtree(work)
+    else:
+        summary["logs"] = str(work)
+    return summary
+
+
+def _run(options: ChaosOptions, work: Path) -> dict[str, Any]:
+    began = time.monotonic()
     log = work / "executions.jsonl"
     with _endpoint(options.endpoint_url) as endpoint:
         namespace = "chaos" + uuid.uuid4().hex[:8]
@@ -103,10 +121,6 @@ def run_chaos(options: ChaosOptions) -> dict[str, Any]:
         "elapsed_seconds": round(time.monotonic() - began, 2),
         "options": {**asdict(options), "endpoint_url": options.endpoint_url or "embedded moto"},
         "ok": not checks.violated(summary)})
-    if summary["ok"]:
-        shutil.rmtree(work)
-    else:  # the processes' logs and the execution log, for the post-mortem
-        summary["logs"] = str(work)
     return summary
 
 
