@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from . import bench as _bench
+from . import chaos as _chaos
 from . import commands as _commands
 from . import simulate as _simulate
 
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --engine aws: long-poll seconds of the processes (default "
                             "0, short polls, on an emulator; 20 on AWS)")
     _simulate.add_parser(commands)
+    _chaos.add_parser(commands)
     _commands.add_commands(commands)
     return parser
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_bench(args)
     if args.command == "simulate":
         return _simulate.run(args)
+    if args.command == "chaos":
+        return _chaos.run(args)
     if args.command in _commands.COMMANDS:
         return _commands.run(args)
     return 2
