@@ -30,7 +30,7 @@ from .core.result import Result
 from .core.spec import RetryPolicy
 from .declaration import Registry, Workflow, load_registry
 from .engines.local import LocalWorkflow
-from .worker.activity import heartbeat
+from .worker.activity import current_attempt, heartbeat
 
 __version__ = "0.5.0"
 
@@ -60,6 +60,7 @@ __all__ = [
     "UnsupportedFormatError",
     "Workflow",
     "activity",
+    "current_attempt",
     "finish_order",
     "first",
     "first_n",

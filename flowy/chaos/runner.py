@@ -116,6 +116,7 @@ def _run(options: ChaosOptions, work: Path) -> dict[str, Any]:
             fleet.stop()
     summary = checks.summarize(ends, _read_log(log))
     summary.update({
+        "engine_log": _engine_log_counts(work),
         "drained": drained, "drain_seconds": round(drain_seconds, 2),
         "kills": dict(fleet.kills), "exits": dict(fleet.exits),
         "elapsed_seconds": round(time.monotonic() - began, 2),
@@ -201,6 +202,26 @@ def _collect(client: FlowyClient, run_id: str, histories: dict[str, list[Event]]
             child = child_run_id(run_id, event.key)
             if child not in histories and client.store.get_run(child) is not None:
                 _collect(client, child, histories)
+
+
+# What the processes' logs say that is worth counting (lines of each), by
+# the start of the engine's own messages.
+ENGINE_LOG_LINES = {
+    "failed_lease_extensions": "could not extend the leases",
+    "lost_commits": "another decider committed first",
+    "failed_acknowledgements": "could not acknowledge",
+    "runs_woken_by_the_reconciler": "has waited for a decision since",
+    "dead_lettered": "moved to the dead-letter queue",
+}
+
+
+def _engine_log_counts(work: Path) -> dict[str, int]:
+    counts = dict.fromkeys(ENGINE_LOG_LINES, 0)
+    for path in work.glob("*-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            for name, text in ENGINE_LOG_LINES.items():
+                counts[name] += text in line
+    return counts
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:

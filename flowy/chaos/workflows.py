@@ -20,7 +20,7 @@ from typing import Any
 
 from ..core.spec import RetryPolicy
 from ..declaration import Workflow
-from ..worker import activity as _activity
+from ..worker.activity import current_attempt
 
 LOG_VARIABLE = "FLOWY_CHAOS_LOG"
 FANOUT_WIDTH = 10
@@ -31,17 +31,6 @@ RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=1.0)
 
 class FirstAttemptFails(Exception):
     """What the retried activity raises on the first attempt of every call."""
-
-
-def attempt_token() -> str | None:
-    """``RUN_ID/KEY`` of the attempt this activity runs as, or None outside a worker.
-
-    The engine has no public way to ask; its heartbeat context knows, and
-    tagging each execution with its attempt is what lets the suite count
-    executions per attempt.
-    """
-    current = _activity._current.get()
-    return None if current is None else current[0]
 
 
 def attempt_number(token: str | None) -> int | None:
@@ -61,7 +50,7 @@ def log_execution(activity: str, args: tuple[Any, ...]) -> None:
     path = os.environ.get(LOG_VARIABLE)
     if not path:
         return
-    line = json.dumps({"attempt": attempt_token(), "activity": activity, "input": list(args),
+    line = json.dumps({"attempt": current_attempt(), "activity": activity, "input": list(args),
                        "pid": os.getpid(), "at": time.time()}) + "\n"
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -89,7 +78,7 @@ def flaky(n: int) -> int:
     """Fails on the first attempt of each call, by the attempt's number, so the
     retry is deterministic whichever worker runs it, and however often."""
     log_execution("flaky", (n,))
-    if attempt_number(attempt_token()) == 1:
+    if attempt_number(current_attempt()) == 1:
         raise FirstAttemptFails(f"the first attempt for {n} fails")
     return n * 10
 

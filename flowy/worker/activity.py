@@ -45,6 +45,15 @@ _current: contextvars.ContextVar[tuple[str, Reporter] | None] = contextvars.Cont
     "flowy_current_activity", default=None)
 
 
+def current_attempt() -> str | None:
+    """The attempt the running activity is, as ``RUN_ID/KEY`` (the key ends
+    with the attempt's number: ``square-0-2``), or None outside a worker.
+    For an activity's own records, say of what it did and for which attempt:
+    the engine runs an attempt at least once."""
+    current = _current.get()
+    return None if current is None else current[0]
+
+
 def heartbeat(details: Any = None) -> None:
     """Tell the engine that the running activity is alive, with optional progress details.
 
