@@ -106,9 +106,11 @@ class RunState:
     version: int = 0
     seen: set[str] = field(default_factory=set)
     last_batch: list[Event] = field(default_factory=list)
+    committed_at: list[float] = field(default_factory=list)  # of each batch, in order
 
-    def append(self, events: list[Event]) -> None:
+    def append(self, events: list[Event], committed_at: float) -> None:
         self.version += 1
+        self.committed_at.append(committed_at)
         self.history.extend(events)
         self.seen.update(fact_id(e) for e in events if not is_decision(e))  # type: ignore[arg-type]
         self.last_batch = events
@@ -144,17 +146,31 @@ class Committer:
             if state is None:
                 log.warning("notification for unknown run %s dropped", run_id)
                 return
+            began = self.backend.clock.now()
             try:
                 if self._decide(replayer, state) is not None:
                     return
             except BaseException:
                 self._forget(replayer, run_id)
                 raise
-            log.info("run %s: another decider committed first; retrying on fresh history",
-                     run_id)
             self._forget(replayer, run_id)
+            self._explain_lost_commit(run_id, state.version, began)
         raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row to other "
                            "deciders; its notification will come back")
+
+    def _explain_lost_commit(self, run_id: str, version: int, began: float) -> None:
+        """Say why a commit of ``version + 1`` lost, from when the winner was
+        written (the fresh history, loaded here, serves the next attempt)."""
+        fresh = self._state(run_id)
+        if fresh is not None and len(fresh.committed_at) > version \
+                and fresh.committed_at[version] < began:
+            # A run's notifications go to any decider, one at a time: this
+            # decider's copy of the history was behind, not racing another.
+            log.debug("run %s: decided by another decider since; deciding again on its "
+                      "history", run_id)
+        else:
+            log.warning("run %s: another decider committed first; retrying on fresh history "
+                        "(two deciders at once on a run: a lease was lost)", run_id)
 
     def _decide(self, replayer: Replayer, state: RunState) -> int | None:
         """Decide on the waiting facts: how many were new, or None if another
@@ -170,7 +186,7 @@ class Committer:
             if not self.store.commit(run_id, state.version + 1, events, now):
                 return None
             self.backend.checkpoint("decider.committed")
-            state.append(events)
+            state.append(events, now)
             self._carry_out(state, events)
             self.backend.checkpoint("decider.sent")
         if inbox:
@@ -193,7 +209,7 @@ class Committer:
         workflow = self.registry.workflow(record.workflow)
         state = RunState(record, workflow, workflow.definition)
         for batch in self.store.read_batches(run_id):
-            state.append(batch.events)
+            state.append(batch.events, batch.committed_at)
         if state.version and self.store.sent_version(run_id) < state.version:
             # Its tasks may have gone out and ended since: those are not sent
             # again, and the others go marked, for workers to check (F5).
