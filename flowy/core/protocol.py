@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
@@ -197,24 +198,40 @@ def timers_of(event: Event) -> list[Timer]:
     return [Timer(event.key, "start_to_close", event.at + event.start_to_close)]
 
 
-def pending_timers(history: Sequence[Event]) -> list[Timer]:
+class PendingTimers:
     """The timers of an open run's decisions whose keys have nothing in its
-    history yet (no fired timer, no outcome); none once the run has closed."""
-    armed: dict[str, list[Timer]] = {}
-    for event in history:
-        if isinstance(event, CLOSING_TYPES):
-            return []
-        if isinstance(event, (TimerFired, *_OUTCOMES)):
-            armed.pop(event.key, None)
-        else:
-            timers = timers_of(event)
-            if timers:
-                armed[timers[0].key] = timers
-    return [timer for timers in armed.values() for timer in timers]
+    history yet (no fired timer, no outcome), kept up as the history grows,
+    so that a decision costs what its batch does, not what the history does;
+    none once the run has closed."""
 
+    def __init__(self) -> None:
+        self._armed: dict[str, list[Timer]] = {}
+        self._due: list[tuple[float, str]] = []  # a heap; entries of disarmed keys linger
+        self._closed = False
 
-def wake_at(history: Sequence[Event]) -> float | None:
-    """When a run that hears nothing more must be looked at again: when its
-    first pending timer is due (its timer message may have been lost), or
-    None if nothing is timed."""
-    return min((timer.fire_at for timer in pending_timers(history)), default=None)
+    def extend(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if self._closed:
+                return
+            if isinstance(event, CLOSING_TYPES):
+                self._closed = True
+                self._armed.clear()
+                self._due.clear()
+            elif isinstance(event, (TimerFired, *_OUTCOMES)):
+                self._armed.pop(event.key, None)
+            elif timers := timers_of(event):
+                self._armed[timers[0].key] = timers
+                for timer in timers:
+                    heapq.heappush(self._due, (timer.fire_at, timer.key))
+
+    def pending(self) -> list[Timer]:
+        return [timer for timers in self._armed.values() for timer in timers]
+
+    def wake_at(self) -> float | None:
+        """When a run that hears nothing more must be looked at again: when
+        its first pending timer is due (its timer message may have been
+        lost), or None if nothing is timed."""
+        due = self._due
+        while due and due[0][1] not in self._armed:
+            heapq.heappop(due)
+        return due[0][0] if due else None

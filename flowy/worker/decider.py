@@ -41,16 +41,15 @@ from ..core.events import (
     stamped,
 )
 from ..core.protocol import (
+    PendingTimers,
     child_run_id,
     fact_id,
     new_facts,
     outcome_key,
     parent_outcome,
     passed_on,
-    pending_timers,
     restarted_run_id,
     timers_of,
-    wake_at,
 )
 from ..core.replay import Replayer, WorkflowDefinition
 from ..core.runs import COMPLETED, FAILED, RESTARTED, RunRecord
@@ -107,11 +106,13 @@ class RunState:
     seen: set[str] = field(default_factory=set)
     last_batch: list[Event] = field(default_factory=list)
     committed_at: list[float] = field(default_factory=list)  # of each batch, in order
+    timers: PendingTimers = field(default_factory=PendingTimers)
 
     def append(self, events: list[Event], committed_at: float) -> None:
         self.version += 1
         self.committed_at.append(committed_at)
         self.history.extend(events)
+        self.timers.extend(events)
         self.seen.update(fact_id(e) for e in events if not is_decision(e))  # type: ignore[arg-type]
         self.last_batch = events
 
@@ -190,10 +191,10 @@ class Committer:
             self._carry_out(state, events)
             self.backend.checkpoint("decider.sent")
         if inbox:
-            # Without a decision, this decider may be behind the history: it
-            # must not record its older view of what was sent and is timed.
-            self.store.consume(run_id, inbox, *((state.version, wake_at(state.history))
-                                                if fresh else (None, None)))
+            if fresh:
+                self.store.consume(run_id, inbox, state.version, state.timers.wake_at())
+            else:  # this decider may be behind: it must not record its view of the history
+                self.store.consume(run_id, inbox, None)
             self.backend.checkpoint("decider.consumed")
         return len(fresh)
 
@@ -219,7 +220,7 @@ class Committer:
                      "(without the %d attempts that have ended)", run_id, state.version,
                      len(ended))
             self._carry_out(state, state.last_batch, ended)
-            self.store.consume(run_id, [], state.version, wake_at(state.history))
+            self.store.consume(run_id, [], state.version, state.timers.wake_at())
         with self._lock:
             self._states[run_id] = state
             while len(self._states) > self.cache_size:
@@ -246,13 +247,13 @@ class Committer:
             self.store.consume(run_id, self.store.read_inbox(run_id), None)
             return
         now = self.backend.clock.now()
-        overdue = [timer for timer in pending_timers(state.history) if timer.fire_at <= now]
+        overdue = [timer for timer in state.timers.pending() if timer.fire_at <= now]
         for timer in overdue:
             log.warning("run %s: timer %s (%s) was due at %.3f and had not come: firing it",
                         run_id, timer.key, timer.kind, timer.fire_at)
             self._timers.handle(timer_message(run_id, timer))
         self.store.set_wake(run_id, state.version,
-                            now + recheck if overdue else wake_at(state.history))
+                            now + recheck if overdue else state.timers.wake_at())
 
     # -- carrying decisions out -------------------------------------------------
 
