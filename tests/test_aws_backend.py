@@ -33,7 +33,7 @@ from flowy.backends.aws.sqs import (
     whole_seconds,
 )
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, Received, task_queue
-from flowy.core.errors import ConfigurationError, ErrorInfo, ServiceError
+from flowy.core.errors import ConfigurationError, ErrorInfo, PayloadError, ServiceError
 from flowy.core.events import (
     Event,
     SignalReceived,
@@ -388,6 +388,43 @@ def test_a_large_body_goes_through_s3(backend: AWSBackend, queue: str,
     backend.queues.acknowledge(queue, [m.receipt for m in received])
 
 
+def test_payloads_read_back_from_s3_are_checked(backend: AWSBackend) -> None:
+    """Finding 5 of the security review: a reference names a payload key, the
+    object is no larger than the limit (not read otherwise), and its content
+    hashes to its key."""
+    bucket = backend.settings.payload_bucket
+    payloads = Payloads(backend.s3, bucket)
+    text = "x" * (INLINE_LIMIT + 1)
+    key = payloads.pack(text)["blob"]
+    assert payloads.unpack({"blob": key}) == text
+    with pytest.raises(PayloadError, match="over the 100-byte limit: it was not read"):
+        Payloads(backend.s3, bucket, max_payload=100).unpack({"blob": key})
+    backend.s3.put_object(Bucket=bucket, Key="secret/notes.txt", Body=b"not yours")
+    for reference in ("secret/notes.txt", "payloads/../secret/notes.txt", ["a"]):
+        with pytest.raises(PayloadError, match="not a packed payload"):
+            payloads.unpack({"blob": reference})  # type: ignore[dict-item]
+    backend.s3.put_object(Bucket=bucket, Key=key, Body=b"tampered")
+    with pytest.raises(PayloadError, match="is corrupt: its content does not match its hash"):
+        payloads.unpack({"blob": key})
+
+
+def test_a_message_whose_payload_is_corrupt_is_set_aside_at_once(backend: AWSBackend,
+                                                                 queue: str) -> None:
+    """Not skipped at every delivery until SQS gives up on it: moved to the
+    dead-letter queue with the reason and its reference, for a redrive once
+    the object is restored."""
+    big = "y" * (INLINE_LIMIT + 1)
+    backend.queues.send(queue, [Outgoing(big)])
+    key = Payloads(backend.s3, backend.settings.payload_bucket).pack(big)["blob"]
+    backend.s3.put_object(Bucket=backend.settings.payload_bucket, Key=key, Body=b"tampered")
+    assert backend.queues.receive(queue, max_messages=10, wait=1, lease=30) == []
+    dlq = AWSSettings.dead_letter_queue(backend.settings.queue_name(queue))
+    [parked] = raw_receive(backend, dlq)
+    attributes = parked["MessageAttributes"]
+    assert "is corrupt" in attributes[REASON_ATTRIBUTE]["StringValue"]
+    assert attributes[BLOB_ATTRIBUTE]["StringValue"] == key
+
+
 def test_dead_letter_and_redrive(backend: AWSBackend, queue: str) -> None:
     queues = backend.queues
     queues.send(queue, [Outgoing("poison")])
@@ -451,8 +488,8 @@ def test_receive_asks_for_the_receive_count_and_the_blob_attribute(
     assert backend.queues.acknowledge(queue, [message.receipt]) == []
 
 
-def test_a_message_whose_blob_is_gone_is_skipped(backend: AWSBackend, queue: str,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_message_whose_blob_is_gone_is_set_aside(backend: AWSBackend, queue: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     big = new_id() + "x" * INLINE_LIMIT  # a blob of this test's own
     backend.queues.send(queue, [Outgoing(big), Outgoing("small")])
     [key] = [m["MessageAttributes"][BLOB_ATTRIBUTE]["StringValue"]
@@ -460,10 +497,13 @@ def test_a_message_whose_blob_is_gone_is_skipped(backend: AWSBackend, queue: str
              if "MessageAttributes" in m]
     backend.s3.delete_object(Bucket=backend.settings.payload_bucket, Key=key)
     with caplog.at_level(logging.ERROR, logger="flowy.backends.aws.sqs"):
-        received = receive_all(backend, queue, 2)
+        received = receive_all(backend, queue, 1)
     assert [m.body for m in received] == ["small"]
-    assert "is skipped" in caplog.text
+    assert "is moved to the dead-letter queue" in caplog.text
     backend.queues.acknowledge(queue, [received[0].receipt])
+    [parked] = raw_receive(backend, AWSSettings.dead_letter_queue(
+        backend.settings.queue_name(queue)))
+    assert "is missing from S3" in parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
 
 
 def test_fifo_deduplication_ids_are_hashed(backend: AWSBackend,

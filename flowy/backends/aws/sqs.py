@@ -113,13 +113,18 @@ class SQSQueues:
         return self._acknowledge(self._settings.queue_name(queue), receipts)
 
     def dead_letter(self, queue: str, message: Received, reason: str) -> None:
-        name = self._settings.queue_name(queue)
-        # Only malformed messages are dead-lettered here, whose run can't be
-        # known: on a FIFO queue they share one group.
-        poison = Outgoing(message.body, group=POISON_GROUP, dedup=f"{message.id}\x1f{reason}")
+        self._set_aside(self._settings.queue_name(queue), message.id, message.body,
+                        message.receipt, reason)
+
+    def _set_aside(self, name: str, message_id: str, body: str, receipt: str, reason: str,
+                   attributes: Mapping[str, str] | None = None) -> None:
+        """Move a received message to the dead-letter queue of ``name``, with its reason."""
+        # Only messages the engine can't use are set aside here, whose run can't
+        # be trusted: on a FIFO queue they share one group.
+        poison = Outgoing(body, group=POISON_GROUP, dedup=f"{message_id}\x1f{reason}")
         self._send(AWSSettings.dead_letter_queue(name), [poison],
-                   {REASON_ATTRIBUTE: reason[:1000]})
-        self._acknowledge(name, [message.receipt])
+                   {**(attributes or {}), REASON_ATTRIBUTE: reason[:1000]})
+        self._acknowledge(name, [receipt])
 
     def redrive(self, queue: str) -> int:
         """Move back only as many messages as were waiting at the start, so that
@@ -249,9 +254,14 @@ class SQSQueues:
         try:
             return self._payloads.unpack({"blob": blob["StringValue"]})
         except PayloadError as exc:
-            # Not handed out: after its deliveries run out, SQS moves it, blob
-            # reference intact, to the dead-letter queue.
-            log.error("message %s on %s is skipped: %s", message.get("MessageId"), name, exc)
+            # Not handed out, and not left to come back: a missing or corrupt
+            # blob stays so.  It keeps its reference, for a redrive once the
+            # object is restored.
+            log.error("message %s on %s is moved to the dead-letter queue: %s",
+                      message.get("MessageId"), name, exc)
+            self._set_aside(name, str(message["MessageId"]), str(message["Body"]),
+                            message["ReceiptHandle"], str(exc),
+                            {BLOB_ATTRIBUTE: blob["StringValue"]})
             return None
 
     def _acknowledge(self, name: str, receipts: Sequence[str]) -> list[str]:
