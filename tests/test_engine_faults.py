@@ -336,3 +336,38 @@ def test_a_decider_takes_only_what_its_threads_will_decide_soon() -> None:
             break
         decider.poll_decisions()
     assert sorted(decided) == sorted(r.run_id for r in client.store.runs())
+
+
+def test_an_enormous_error_is_truncated_and_the_run_closes(engine: Any) -> None:
+    """Finding 7 of the security review: a 500,000-character activity error made
+    a run impossible to close (over DynamoDB's 400 KB item).  Recorded errors
+    are bounded, so the run fails, and says so."""
+    handle = engine.start("single_fail", "x" * 500_000)
+    with pytest.raises(TaskError) as caught:
+        handle.result(timeout=60)
+    message = str(caught.value)
+    assert "characters truncated]" in message
+    assert len(message) < 40_000
+    assert engine.client.status(handle.run_id).status == "failed"
+
+
+def test_timer_messages_with_absurd_times_are_malformed(make_engine: Any) -> None:
+    """Item 2 of issue "Untrusting": a NaN fire time compared as due at once, so
+    a forged timer could end a wait early.  Non-finite and absurd times and
+    timeouts don't parse: the messages go to the dead-letter queue, with why."""
+    engine = make_engine()
+    bad = [f'{{"run":"r","key":"k","kind":"timer","fire_at":{at}}}'
+           for at in ("NaN", "Infinity", "-1", "1e300")]
+    engine.backend.queues.send(TIMERS, [Outgoing(body) for body in bad])
+    task = ('{"run":"r","key":"k-0-1","workflow":"square@1","dependency":"task",'
+            '"input":"[[2],{}]","start_to_close":NaN}')
+    engine.backend.queues.send(task_queue("default"), [Outgoing(task)])
+    assert engine.start("example", 2, 3).result(timeout=60) == 13
+    parked = wait_for(lambda: len(engine.dead_letters(TIMERS)) == 4 and engine.dead_letters(TIMERS),
+                      30, "the four timers in the dead-letter queue")
+    assert sorted(body for body, _ in parked) == sorted(bad)
+    assert all(reason.startswith("not a TimerMessage: fire_at: Input should be")
+               for _, reason in parked)
+    [(_, reason)] = wait_for(lambda: engine.dead_letters(task_queue("default")), 30,
+                             "the task message in the dead-letter queue")
+    assert reason == "not a TaskMessage: start_to_close: Input should be a finite number"

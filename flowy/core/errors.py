@@ -10,6 +10,19 @@ from __future__ import annotations
 import traceback as _traceback
 from dataclasses import dataclass
 
+# Bounds on a recorded error, so that a run can always record its failure and
+# close (an item holds 400 KB): SWF keeps 32,768 characters of details.  A
+# message keeps its start, a traceback its end, where the error was raised.
+ERROR_MESSAGE_LIMIT = 32_768
+TRACEBACK_LIMIT = 32_768
+
+
+def _bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    cut = f"[{len(text) - limit} characters truncated]"
+    return cut + text[-limit:] if keep_end else text[:limit] + cut
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
@@ -17,12 +30,19 @@ class ErrorInfo:
 
     ``type_mro`` holds the qualified names of the exception's class and its bases;
     retry policies match non-retryable types against it without importing them.
+    The message and traceback are truncated to :data:`ERROR_MESSAGE_LIMIT` and
+    :data:`TRACEBACK_LIMIT` characters, however the error is made.
     """
 
     message: str
     type_name: str
     traceback: str = ""
     type_mro: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", _bounded(self.message, ERROR_MESSAGE_LIMIT))
+        object.__setattr__(self, "traceback",
+                           _bounded(self.traceback, TRACEBACK_LIMIT, keep_end=True))
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:

@@ -25,6 +25,11 @@ def _type_name(t: type[BaseException] | str) -> str:
         f"RetryPolicy.non_retryable takes exception classes or their qualified names, got {t!r}")
 
 
+# The longest timeout: SWF's longest execution.  Messages carrying a longer
+# one are malformed (flowy.worker.messages).
+MAX_TIMEOUT = 366 * 24 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often, and how long apart, a failed or timed-out task is tried again.
@@ -95,6 +100,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         for name in ("start_to_close", "schedule_to_start", "heartbeat"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
+            if value is not None and not 0 < value <= MAX_TIMEOUT:
                 raise ConfigurationError(
-                    f"timeout {name} must be a number of seconds > 0 or None, got {value!r}")
+                    f"timeout {name} must be a number of seconds > 0 and at most "
+                    f"{MAX_TIMEOUT:.0f} (a year), or None, got {value!r}")

@@ -7,16 +7,25 @@ dead-letter queue with the reason, logs it, and goes on.
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.base import Outgoing
 from ..core.errors import MalformedMessage
 from ..core.protocol import Timer, TimerKind
+from ..core.spec import MAX_TIMEOUT
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity: a NaN fire time compares as due at once.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Seconds a timeout may last, and the latest time a timer may be due:
+# beyond them a message is malformed.
+Seconds = Annotated[float, Field(ge=0, le=MAX_TIMEOUT)]
+Instant = Annotated[float, Field(ge=0, le=1e11)]
 
 
 class Notification(_Body):
@@ -33,9 +42,9 @@ class TaskMessage(_Body):
     workflow: str  # name@version: its declaration binds the dependency to a function
     dependency: str
     input: str
-    start_to_close: float | None = None
-    heartbeat: float | None = None
-    schedule_to_start: float | None = None
+    start_to_close: Seconds | None = None
+    heartbeat: Seconds | None = None
+    schedule_to_start: Seconds | None = None
     # Sent again by a decider that found its batch committed but not marked
     # sent: the first sending may have gone out, and its attempt run or ended.
     resent: bool = False
@@ -53,8 +62,8 @@ class TimerMessage(_Body):
     run: str
     key: str
     kind: TimerKind
-    fire_at: float
-    limit: float | None = None  # the timeout, in seconds, for heartbeat checks
+    fire_at: Instant
+    limit: Seconds | None = None  # the timeout, in seconds, for heartbeat checks
 
 
 def timer_message(run: str, timer: Timer) -> TimerMessage:
