@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from flowy import FlowyClient
 from flowy.backends.aws import AWSBackend, AWSSettings, connect, metrics, sqs
 from flowy.backends.aws.emulator import EMULATOR_CREDENTIALS
 from flowy.backends.aws.payloads import INLINE_LIMIT, Payloads
@@ -45,7 +46,11 @@ from flowy.core.events import (
     WorkflowCompleted,
     WorkflowStarted,
 )
+from flowy.core.replay import Replayer
 from flowy.core.runs import COMPLETED, FAILED, IN_HISTORY, OPEN, RunRecord
+from flowy.worker.decider import Committer
+from tests.engines import REGISTRY
+from tests.scenarios import aws_workflow
 
 TASKS = task_queue("default")
 
@@ -695,3 +700,36 @@ def test_batches_hold_ten_entries_and_fit_the_request_size() -> None:
                                                 (3.0, 3), (899.5, 900), (5000, 900)])
 def test_delays_in_whole_seconds(delay: float, seconds: int) -> None:
     assert whole_seconds(delay) == seconds
+
+
+def test_a_malformed_fact_is_set_aside_and_the_run_goes_on(backend: AWSBackend) -> None:
+    """Item 3 of issue "Untrusting" (review finding 4): whoever may add facts
+    may write bad ones, a timer key that is a list (which failed the run), a
+    fact missing a field (which stalled it), a decision posing as a fact.
+    Each is set aside with its reason, and the run is decided as if it were not there."""
+    client = FlowyClient(backend)
+    handle = client.start(aws_workflow("example"), 1, 2)
+    bad = {"timer:list": {"type": "TimerFired", "key": ["x"], "at": 1.0},
+           "timer:missing": {"type": "TimerFired", "at": 1.0},
+           "closing": {"type": "WorkflowCompleted", "result": "99", "at": 1.0},
+           "nan": {"type": "TimerFired", "key": "t", "at": float("nan")}}
+    for ident, event in bad.items():
+        backend.dynamodb.put_item(TableName=backend.settings.table, Item={
+            "pk": {"S": handle.run_id}, "sk": {"S": f"fact#{ident}"},
+            "type": {"S": event["type"]},
+            "event": {"S": json.dumps({"data": json.dumps(event)})}})
+    assert [type(f).__name__ for _, f in backend.store.read_inbox(handle.run_id)] == [
+        "WorkflowStarted"]
+    items = backend.dynamodb.query(
+        TableName=backend.settings.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+        ExpressionAttributeValues={":pk": {"S": handle.run_id}, ":b": {"S": "bad#"}})["Items"]
+    reasons = {item["sk"]["S"]: item["reason"]["S"] for item in items}
+    assert sorted(reasons) == sorted(f"bad#{ident}" for ident in bad)
+    assert "key must be str, not ['x']" in reasons["bad#timer:list"]
+    assert "missing 1 required positional argument: 'key'" in reasons["bad#timer:missing"]
+    assert "a WorkflowCompleted is a decision, not a fact" in reasons["bad#closing"]
+    assert "at must be float, not nan" in reasons["bad#nan"]
+    Committer(REGISTRY, backend).handle(Replayer(), handle.run_id)
+    assert [e.key for e in client.history(handle.run_id) if isinstance(e, TaskScheduled)] == [
+        "square-0-1", "square-1-1"]
+    assert client.status(handle.run_id).status == OPEN

@@ -1,13 +1,21 @@
-"""The pure protocol rules the reconciler relies on: which timers a run has pending."""
+"""The pure protocol rules: which timers a run has pending (the reconciler's),
+and what an event from outside the process must be to be decoded."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
+from flowy.core.errors import HistoryError
 from flowy.core.events import (
     TaskCompleted,
     TaskScheduled,
     TimerFired,
     TimerStarted,
     WorkflowCompleted,
+    event_from_dict,
+    event_to_dict,
 )
 from flowy.core.protocol import PendingTimers, Timer, timers_of
 
@@ -41,3 +49,28 @@ def test_pending_timers_follow_the_history() -> None:
     assert timers.wake_at() == 150.0
     timers.extend([WorkflowCompleted("1", at=111.0), TimerStarted("after", 1.0, at=112.0)])
     assert timers.pending() == [] and timers.wake_at() is None
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ({"type": "TimerFired", "key": ["x"]}, "key must be str, not ['x']"),
+    ({"type": "TimerFired"}, "missing 1 required positional argument: 'key'"),
+    ({"type": "TimerFired", "key": "k", "extra": 1}, "unknown fields ['extra']"),
+    ({"type": "TimerFired", "key": "k", "at": float("inf")}, "at must be float, not inf"),
+    ({"type": "TimerFired", "key": "k", "at": True}, "at must be float, not True"),
+    ({"type": "TaskScheduled", "key": "k", "call_id": "c", "dependency": "d", "kind": "robot",
+      "input": "[]"}, "kind must be Literal['activity', 'workflow']"),
+    ({"type": "TaskScheduled", "key": "k", "call_id": "c", "dependency": "d",
+      "kind": "activity", "input": "[]", "deps": ["a", 2]}, "deps must be tuple[str, ...]"),
+    ({"type": "TaskFailed", "key": "k", "error": {"message": 1, "type_name": "x"}},
+     "TaskFailed.error: message must be str, not 1"),
+    ({"type": "Nope"}, "unknown type 'Nope'"),
+])
+def test_a_malformed_event_is_refused_saying_why(data: dict[str, object], why: str) -> None:
+    with pytest.raises(HistoryError, match=re.escape(why)):
+        event_from_dict(data)
+
+
+def test_every_event_type_round_trips_through_the_checks() -> None:
+    task = _task("a-0-1", 100.0, schedule_to_start=7.0)
+    for event in (task, TimerStarted("t", 1.5, at=3), TaskCompleted("a-0-1", "1", 2, at=3.0)):
+        assert event_from_dict(event_to_dict(event)) == event

@@ -15,6 +15,9 @@ decisions compare equal to recorded ones.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -160,6 +163,7 @@ Decision = (TaskScheduled | TimerStarted | WorkflowCompleted | WorkflowFailed
             | WorkflowRestarted)
 Event = Fact | Decision
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 
 FACT_TYPES: tuple[type, ...] = (WorkflowStarted, TaskCompleted, TaskFailed, TaskTimedOut,
                                 TimerFired, SignalReceived, CancelRequested)
@@ -202,19 +206,69 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
-    """The inverse of :func:`event_to_dict`."""
+    """The inverse of :func:`event_to_dict`, for data from outside the process:
+    every field is checked against its type (a key that is a list, a time
+    that is NaN, a field too many or missing), and a bad one raises
+    :class:`~flowy.core.errors.HistoryError` saying which."""
     fields = dict(data)
     name = fields.pop("type", None)
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise HistoryError(f"not a history event: unknown type {name!r}; "
+        raise HistoryError(f"not a history event: unknown type {str(name)[:100]!r}; "
                            f"known types are {sorted(EVENT_TYPES)}")
     if isinstance(fields.get("error"), dict):
         error = dict(fields["error"])
-        error["type_mro"] = tuple(error.get("type_mro", ()))
-        fields["error"] = ErrorInfo(**error)
-    for name in ("deps", "ignored_errors"):
-        if name in fields:
-            fields[name] = tuple(fields[name])
-    event: Event = cls(**fields)
+        if isinstance(error.get("type_mro"), list):
+            error["type_mro"] = tuple(error["type_mro"])
+        fields["error"] = _checked(ErrorInfo, error, f"{name}.error")
+    for field_name in ("deps", "ignored_errors"):
+        if isinstance(fields.get(field_name), list):
+            fields[field_name] = tuple(fields[field_name])
+    event: Event = _checked(cls, fields, name)
     return event
+
+
+def _checked(cls: type[T], fields: dict[str, Any], what: str) -> T:
+    hints = _HINTS[cls]
+    unknown = sorted(set(fields) - set(hints))
+    if unknown:
+        raise HistoryError(f"not a valid {what}: unknown fields {unknown}")
+    for field_name, value in fields.items():
+        if not _accepts(hints[field_name], value):
+            raise HistoryError(f"not a valid {what}: {field_name} must be "
+                               f"{_describe(hints[field_name])}, not {repr(value)[:100]}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:  # a required field missing
+        raise HistoryError(f"not a valid {what}: {exc}") from None
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is of type ``hint``, for the types events' fields have."""
+    if hint is str:
+        return isinstance(value, str)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # JSON has no float type for whole numbers; no NaN or infinity
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if hint is type(None):
+        return value is None
+    if hint is ErrorInfo:
+        return isinstance(value, ErrorInfo)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_accepts(args[0], item) for item in value)
+    raise TypeError(f"no rule checks a field of type {hint}: add one")  # for a new field type
+
+
+def _describe(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+_HINTS: dict[type, dict[str, Any]] = {
+    cls: typing.get_type_hints(cls) for cls in (ErrorInfo, *FACT_TYPES, *DECISION_TYPES)}

@@ -15,6 +15,7 @@ Items, all under the partition of their run (``pk`` = run id):
 ``done#KEY``            the attempt KEY has an outcome in the history (timers
                         check it before timing an attempt out).
 ``beat#KEY``            when attempt KEY started and last heartbeated.
+``bad#ID``              an inbox item that did not decode, set aside with its reason.
 
 Inbox items, and a ``sent`` item whose run has a timer pending, carry
 ``wake`` (a shard, from the run id) and ``due`` (when the fact came, or the
@@ -32,16 +33,19 @@ made before the backend seam keep working.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-from ...core.errors import ConfigurationError, ErrorInfo, ServiceError
-from ...core.events import Event, Fact, event_from_dict, event_to_dict
+from ...core.errors import ConfigurationError, ErrorInfo, HistoryError, PayloadError, ServiceError
+from ...core.events import FACT_TYPES, Event, Fact, event_from_dict, event_to_dict
 from ...core.protocol import fact_id, late_id, outcome_key
 from ...core.runs import IN_HISTORY, OPEN, Batch, RunRecord
 from .payloads import Payloads
+
+log = logging.getLogger("flowy.store")
 
 RUN_INDEX = "runs_by_workflow"
 WAKE_INDEX = "runs_to_wake"
@@ -245,14 +249,34 @@ class DynamoStore:
                 "event": self._pack(json.dumps(event_to_dict(fact))), **_wake(run_id, fact.at)}
 
     def read_inbox(self, run_id: str) -> list[tuple[str, Fact]]:
-        # Only facts are written under "fact#": the cast records that.
-        facts = [(item["sk"]["S"],
-                  cast(Fact, event_from_dict(json.loads(self._unpack(item["event"])))))
-                 for item in self._query(run_id, "fact#")]
+        facts: list[tuple[str, Fact]] = []
+        for item in self._query(run_id, "fact#"):
+            # Anyone who may add facts may write a bad one: it is set aside,
+            # and never reaches (or fails) the run.
+            try:
+                fact = event_from_dict(json.loads(self._unpack(item["event"])))
+                if not isinstance(fact, FACT_TYPES):
+                    raise HistoryError(f"a {type(fact).__name__} is a decision, not a fact")
+            except (HistoryError, PayloadError, ValueError, TypeError, KeyError) as exc:
+                self._set_aside(item, f"{type(exc).__name__}: {exc}")
+                continue
+            facts.append((item["sk"]["S"], cast(Fact, fact)))
         # Items come in key order; their stamps say when they arrived (a
         # stable sort keeps key order among equal stamps).
         facts.sort(key=lambda pair: pair[1].at)
         return facts
+
+    def _set_aside(self, item: dict[str, Any], reason: str) -> None:
+        """Move a malformed inbox item to ``bad#...`` with the reason (out of the
+        wake index too): there for an operator to see, and for purge."""
+        sort_key = item["sk"]["S"]
+        bad = {name: value for name, value in item.items() if name not in ("wake", "due")}
+        bad["sk"] = {"S": "bad#" + sort_key.removeprefix("fact#")}
+        bad["reason"] = {"S": reason[:1000]}
+        log.warning("run %s: inbox item %s is malformed, set aside as %s: %s",
+                    item["pk"]["S"][:100], sort_key[:100], bad["sk"]["S"][:100], reason[:300])
+        self._db.put_item(TableName=self.table, Item=bad)
+        self._db.delete_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]})
 
     def consume(self, run_id: str, consumed: Sequence[tuple[str, Fact]],
                 sent_version: int | None, wake: float | None = None) -> None:
