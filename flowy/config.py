@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from .core.errors import ConfigurationError
 from .core.events import TaskKind
-from .core.spec import NO_RETRY, RetryPolicy, TaskSpec
+from .core.spec import NO_RETRY, RetryPolicy, TaskSpec, check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +45,7 @@ def check_dependency_name(name: object, configured: Container[str]) -> str:
         raise ConfigurationError(
             f"dependency name {name!r} is not a valid Python identifier: workflows receive "
             "their dependencies as keyword arguments, so use a name like 'send_email'")
+    check_name("dependency name", name)
     if name in configured:
         raise ConfigurationError(
             f"dependency {name!r} is configured twice: configure each name once")

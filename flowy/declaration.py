@@ -25,7 +25,7 @@ from .config import check_dependency_name, hinted_types, make_spec, resolve
 from .core.codec import Codec, TypedCodec
 from .core.errors import ConfigurationError
 from .core.replay import WorkflowDefinition
-from .core.spec import RetryPolicy, TaskSpec
+from .core.spec import RetryPolicy, TaskSpec, check_name
 
 DEFAULT_TASK_LIST = "default"
 _TASK_LIST = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -71,9 +71,7 @@ class Workflow:
                  version: str = "1", codec: Codec = DEFAULT_CODEC) -> None:
         name = name or getattr(factory, "__qualname__", None) or "workflow"
         for label, value in (("name", name), ("version", version)):
-            if not isinstance(value, str) or not value or "@" in value or "#" in value:
-                raise ConfigurationError(
-                    f"workflow {label} {value!r} must be non-empty, without '@' or '#'")
+            check_name(f"workflow {label}", value, forbidden="@#")
         self.factory = factory
         self.name = name
         self.version = version

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flowy import FlowyClient, Registry, TaskError
+from flowy import ConfigurationError, FlowyClient, MalformedMessage, Registry, TaskError, Workflow
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
 from flowy.backends.memory import ManualClock, memory_backend
 from flowy.core.errors import ServiceError, SimulatedCrash
@@ -26,7 +26,7 @@ from flowy.core.replay import Replayer
 from flowy.core.runs import RunRecord
 from flowy.worker.decider import NOTIFICATIONS_PER_THREAD, Committer, Decider
 from flowy.worker.inbox import start_run
-from flowy.worker.messages import notification
+from flowy.worker.messages import Notification, notification, parse
 from flowy.worker.poison import POISON_LIMIT
 from flowy.worker.worker import MAX_RESTARTS, ActivityWorker
 from tests.aws_support import wait_for
@@ -371,3 +371,21 @@ def test_timer_messages_with_absurd_times_are_malformed(make_engine: Any) -> Non
     [(_, reason)] = wait_for(lambda: engine.dead_letters(task_queue("default")), 30,
                              "the task message in the dead-letter queue")
     assert reason == "not a TaskMessage: start_to_close: Input should be a finite number"
+
+
+@pytest.mark.parametrize("run", ["", "x" * 257, "run\nforged log line", "a b", "a\x1b[31m"])
+def test_ids_in_messages_are_bounded_and_printable(run: str) -> None:
+    """Item 5 of issue "Untrusting": a 250,000-character run id looped on
+    DynamoDB's key limit; an id with a newline could forge a log line."""
+    with pytest.raises(MalformedMessage, match="run: String should"):
+        parse(Notification, json.dumps({"run": run}))
+
+
+def test_declared_names_fit_in_messages() -> None:
+    """What a message refuses, a declaration refuses first, at once, not in a
+    decider after its commit."""
+    with pytest.raises(ConfigurationError, match="must be 1 to 200 characters, without spaces"):
+        Workflow(object, name="my workflow")
+    with pytest.raises(ConfigurationError, match="dependency name"):
+        Workflow(object, name="w").conf_activity("x" * 201, print)
+    assert parse(Notification, json.dumps({"run": "café-0"}))  # not only ASCII

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,23 @@ def _type_name(t: type[BaseException] | str) -> str:
 # The longest timeout: SWF's longest execution.  Messages carrying a longer
 # one are malformed (flowy.worker.messages).
 MAX_TIMEOUT = 366 * 24 * 3600.0
+# Ids, names and keys in messages: no whitespace or control characters (none
+# can forge a log line), at most SWF's 256 characters.  A declared name is
+# shorter, leaving room for what keys add to it ("-0-1.backoff").
+IDENTIFIER_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+MAX_IDENTIFIER = 256
+MAX_NAME = 200
+
+
+def check_name(label: str, value: object, *, forbidden: str = "") -> str:
+    """``value``, if it can be a declared name: non-empty, at most
+    :data:`MAX_NAME` characters, no whitespace, control characters or ``forbidden``."""
+    if (not isinstance(value, str) or not value or len(value) > MAX_NAME
+            or not re.match(IDENTIFIER_PATTERN, value) or any(c in value for c in forbidden)):
+        raise ConfigurationError(
+            f"{label} {str(value)[:100]!r} must be 1 to {MAX_NAME} characters, without spaces "
+            f"or control characters" + (f" or any of {forbidden!r}" if forbidden else ""))
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..backends.base import Outgoing
 from ..core.errors import MalformedMessage
 from ..core.protocol import Timer, TimerKind
-from ..core.spec import MAX_TIMEOUT
+from ..core.spec import IDENTIFIER_PATTERN, MAX_IDENTIFIER, MAX_TIMEOUT
 
 
 class _Body(BaseModel):
@@ -22,25 +22,28 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-# Seconds a timeout may last, and the latest time a timer may be due:
-# beyond them a message is malformed.
+# Seconds a timeout may last, the latest time a timer may be due, and what
+# an id, name or key may be (see flowy.core.spec): beyond them a message is
+# malformed.
 Seconds = Annotated[float, Field(ge=0, le=MAX_TIMEOUT)]
 Instant = Annotated[float, Field(ge=0, le=1e11)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER,
+                                  pattern=IDENTIFIER_PATTERN)]
 
 
 class Notification(_Body):
     """Decision queue: run ``run`` has new facts (or unsent messages)."""
 
-    run: str
+    run: Identifier
 
 
 class TaskMessage(_Body):
     """Activity queue: run one attempt of ``workflow``'s activity ``dependency``."""
 
-    run: str
-    key: str
-    workflow: str  # name@version: its declaration binds the dependency to a function
-    dependency: str
+    run: Identifier
+    key: Identifier
+    workflow: Identifier  # name@version: its declaration binds the dependency to a function
+    dependency: Identifier
     input: str
     start_to_close: Seconds | None = None
     heartbeat: Seconds | None = None
@@ -59,8 +62,8 @@ class TaskMessage(_Body):
 class TimerMessage(_Body):
     """Timer queue: at ``fire_at``, fire timer ``key`` or check attempt ``key``'s timeout."""
 
-    run: str
-    key: str
+    run: Identifier
+    key: Identifier
     kind: TimerKind
     fire_at: Instant
     limit: Seconds | None = None  # the timeout, in seconds, for heartbeat checks
