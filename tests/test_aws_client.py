@@ -111,7 +111,7 @@ def test_declarations_are_checked() -> None:
         workflow.conf_activity("not valid", A.square)
     with pytest.raises(ConfigurationError, match="task list"):
         check_task_list("no spaces")
-    with pytest.raises(ConfigurationError, match="must be non-empty"):
+    with pytest.raises(ConfigurationError, match="must be 1 to 200 characters.*or any of .@#"):
         Workflow(A.ExampleWorkflow, name="a@b")
     with pytest.raises(ConfigurationError, match="namespace"):
         AWSSettings.from_env(namespace="Upper_Case")
