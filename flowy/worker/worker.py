@@ -130,22 +130,22 @@ class ActivityWorker:
             pollers = [(task_list, task_list) for task_list in self.task_lists]
         else:  # in memory, one task list: handler threads receive (see the module)
             pollers = [(self.task_lists[0], str(i)) for i in range(self.concurrency)]
-        threads = [threading.Thread(target=guarded(functools.partial(
-                       self._poll, task_queue(task_list), stopping, handlers), self._die),
-                       name=f"flowy-poll-{name}", daemon=True)
-                   for task_list, name in pollers]
+        poll_threads = [threading.Thread(target=guarded(functools.partial(
+                            self._poll, task_queue(task_list), stopping, handlers), self._die),
+                            name=f"flowy-poll-{name}", daemon=True)
+                        for task_list, name in pollers]
         lease_done = threading.Event()
-        threads.append(threading.Thread(target=guarded(lambda: self._held.keep(lease_done),
+        lease_thread = threading.Thread(target=guarded(lambda: self._held.keep(lease_done),
                                                        self._die),
-                                        name="flowy-worker-leases", daemon=True))
-        for thread in threads:
+                                        name="flowy-worker-leases", daemon=True)
+        for thread in (*poll_threads, lease_thread):
             thread.start()
         log.info("worker polling %s on %s", ", ".join(self.task_lists), self.backend.name)
         while not (stop.wait(0.5) or self._dying.is_set()):
             pass
         stopping.set()
-        # Pollers that only poll (the last thread is the lease thread's).
-        self._drain(threads[:-1] if handlers is not None else [])
+        # Pollers that only poll; in memory without handlers, they run attempts too.
+        self._drain(poll_threads if handlers is not None else [])
         if handlers is not None:
             handlers.close()
         lease_done.set()

@@ -308,7 +308,8 @@ class DynamoStore:
             update = "REMOVE wake, due"
         else:
             update = "SET wake = :w, due = :d"
-            values.update({":" + name[0]: value for name, value in _wake(run_id, wake).items()})
+            attributes = _wake(run_id, wake)
+            values.update({":w": attributes["wake"], ":d": attributes["due"]})
         try:
             self._db.update_item(TableName=self.table, Key=key, UpdateExpression=update,
                                  ConditionExpression="version = :v",

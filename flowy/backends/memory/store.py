@@ -250,8 +250,8 @@ class MemoryStore:
                 times = [fact.at for fact in items.inbox.values()]
                 if items.wake is not None:
                     times.append(items.wake)
-                if times and min(times) < before:
-                    due.append((run_id, min(times)))
+                if times and (since := min(times)) < before:
+                    due.append((run_id, since))
         due.sort(key=lambda pair: pair[1])
         return due[:limit]
 

@@ -226,9 +226,10 @@ class World:
                     choices += [(p, RECONCILE) for p in self.processes
                                 if p.step is None and DECISIONS in p.queues]
                 if not choices and not pending:
-                    wake_at = min([t for t in (self.backend.queues.next_event(),
-                                               waiting and waiting[0][1] + OVERDUE + 1)
-                                   if t], default=None)
+                    events = [self.backend.queues.next_event()]
+                    if waiting:  # then the reconciler has a run to wake
+                        events.append(waiting[0][1] + OVERDUE + 1)
+                    wake_at = min((t for t in events if t is not None), default=None)
                     if wake_at is None:
                         break  # settled
                     if wake_at - begin > MAX_SECONDS:
