@@ -169,6 +169,12 @@ class FlowyClient:
                 purged.append(record.run_id)
         return purged
 
+    def purge_orphans(self) -> int:
+        """Delete the items that belong to no run (facts or messages for runs
+        that never existed, the leftovers of a deletion cut short); how many.
+        A scan of the whole table's keys on AWS: run it as an operator's chore."""
+        return sum(self.store.delete_orphan(run_id) for run_id in self.store.orphans())
+
     def history(self, run_id: str) -> list[Event]:
         self.status(run_id)
         return [e for batch in self.store.read_batches(run_id) for e in batch.events]

@@ -48,7 +48,7 @@ from flowy.core.events import (
 )
 from flowy.core.replay import Replayer
 from flowy.core.runs import COMPLETED, FAILED, IN_HISTORY, OPEN, RunRecord
-from flowy.worker.decider import Committer
+from flowy.worker.committer import Committer
 from tests.engines import REGISTRY
 from tests.scenarios import aws_workflow
 
@@ -231,15 +231,6 @@ def test_consumed_outcomes_are_in_history(backend: AWSBackend) -> None:
         IN_HISTORY, IN_HISTORY)
     assert store.outcome_of(run_id, "t") is None
     assert store.sent_version(run_id) == 7
-
-
-def test_beats_are_recorded(backend: AWSBackend) -> None:
-    store, run_id = backend.store, new_id()
-    assert store.get_beat(run_id, "k") is None
-    store.record_beat(run_id, "k", 5.0, start=True)
-    assert store.get_beat(run_id, "k") == (5.0, None)
-    store.record_beat(run_id, "k", 6.5, "half way")
-    assert store.get_beat(run_id, "k") == (6.5, "half way")
 
 
 def test_runs_are_listed_by_workflow_newest_first(backend: AWSBackend) -> None:

@@ -26,6 +26,7 @@ from flowy import (
 )
 from flowy.backends.aws.settings import AWSSettings
 from flowy.backends.base import DECISIONS
+from flowy.core.events import TaskCompleted, TimerFired
 from flowy.core.runs import COMPLETED, RunRecord
 from flowy.declaration import check_task_list
 from flowy.worker.messages import notification
@@ -84,11 +85,17 @@ def test_cli_redrive_and_purge(make_stack: Any) -> None:
     store.create_run(RunRecord("closed", aws_workflow("example").ref, input="[[1,2],{}]",
                                started_at=0.0))
     store.close_run("closed", COMPLETED, 1.0, result="5")
+    # A timer and an outcome for a run that never was: items of no run.
+    store.add_fact("never", TimerFired("t", at=1.0))
+    store.add_outcome("never", TaskCompleted("k-0-1", "1", at=1.0))
     purged = stack.flowy("purge", "--days", "0")
-    assert purged.stdout.strip() == f"deleted 1 closed run(s) of namespace {stack.namespace}"
-    items = store._db.query(TableName=store.table, KeyConditionExpression="pk = :pk",
-                            ExpressionAttributeValues={":pk": {"S": "closed"}})["Items"]
-    assert items == []
+    assert purged.stdout.strip().splitlines() == [
+        f"deleted 1 closed run(s) of namespace {stack.namespace}",
+        "deleted 2 item(s) that belonged to no run"]
+    for run_id in ("closed", "never"):
+        items = store._db.query(TableName=store.table, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": {"S": run_id}})["Items"]
+        assert items == []
     assert stack.client.list_runs() == []
 
 

@@ -17,7 +17,7 @@ from flowy.core.events import (
     event_from_dict,
     event_to_dict,
 )
-from flowy.core.protocol import PendingTimers, Timer, timers_of
+from flowy.core.protocol import OpenWork, Timer, timers_of
 
 
 def _task(key: str, at: float, **timeouts: float) -> TaskScheduled:
@@ -36,8 +36,8 @@ def test_the_timers_a_decision_arms() -> None:
     assert timers_of(child) == [Timer("c-0-1", "start_to_close", 130.0)]
 
 
-def test_pending_timers_follow_the_history() -> None:
-    timers = PendingTimers()
+def test_open_timers_follow_the_history() -> None:
+    timers = OpenWork()
     assert timers.wake_at() is None
     timers.extend([TimerStarted("late", 50.0, at=100.0), TimerStarted("soon", 5.0, at=100.0),
                    _task("a-0-1", 100.0, schedule_to_start=20.0)])

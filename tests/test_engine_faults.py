@@ -20,11 +20,13 @@ import pytest
 from flowy import ConfigurationError, FlowyClient, MalformedMessage, Registry, TaskError, Workflow
 from flowy.backends.base import DECISIONS, TIMERS, Outgoing, task_queue
 from flowy.backends.memory import ManualClock, memory_backend
-from flowy.core.errors import ServiceError, SimulatedCrash
-from flowy.core.events import TaskCompleted, TaskScheduled, TaskTimedOut, stamped
+from flowy.core.errors import ErrorInfo, ServiceError, SimulatedCrash
+from flowy.core.events import TaskCompleted, TaskFailed, TaskScheduled
+from flowy.core.protocol import attempt_id
 from flowy.core.replay import Replayer
 from flowy.core.runs import RunRecord
-from flowy.worker.decider import NOTIFICATIONS_PER_THREAD, Committer, Decider
+from flowy.worker.committer import Committer
+from flowy.worker.decider import NOTIFICATIONS_PER_THREAD, Decider
 from flowy.worker.inbox import start_run
 from flowy.worker.messages import Notification, notification, parse
 from flowy.worker.poison import POISON_LIMIT
@@ -47,7 +49,7 @@ def test_same_result_delivered_twice_is_one_completion(make_engine: Any) -> None
     handle = engine.start("manual", 5)
     queues, store = engine.backend.queues, engine.backend.store
     task = json.loads(_task_message(engine, "manual").body)
-    result = stamped(TaskCompleted(task["key"], "25"), 1.0)
+    result = TaskCompleted(task["key"], "25", at=1.0, token=task["token"])
     for delivery in range(3):  # three deliveries of one result, each with its notification
         store.add_outcome(task["run"], result)
         queues.send(DECISIONS, [notification(task["run"], f"delivery-{delivery}")])
@@ -64,7 +66,8 @@ def test_outcome_written_but_never_notified_is_notified_on_redelivery(make_engin
     handle = engine.start("manual", 7)
     message = _task_message(engine, "manual")
     task = json.loads(message.body)
-    engine.backend.store.add_outcome(task["run"], stamped(TaskCompleted(task["key"], "49"), 1.0))
+    engine.backend.store.add_outcome(
+        task["run"], TaskCompleted(task["key"], "49", at=1.0, token=task["token"]))
     engine.backend.queues.extend(task_queue("manual"), [message.receipt], 0)  # it dies
     engine.worker(task_lists=("manual",))
     assert handle.result(timeout=30) == 49
@@ -96,8 +99,9 @@ def test_an_attempt_that_kills_every_worker_it_starts_on_fails(make_engine: Any)
     handle = engine.start("manual", 6)
     message = _task_message(engine, "manual")
     task = json.loads(message.body)
-    for _ in range(MAX_RESTARTS):  # workers that started it again, and died in it
-        engine.backend.store.count_restart(task["run"], task["key"])
+    attempt = attempt_id(task["key"], task["token"])
+    for _ in range(MAX_RESTARTS + 1):  # workers that started it (again), and died in it
+        engine.backend.store.claim(task["run"], attempt, 1.0, again=True)
     engine.backend.queues.extend(task_queue("manual"), [message.receipt], 0)
     engine.worker(task_lists=("manual",))
     with pytest.raises(TaskError, match="seems to kill its worker"):
@@ -105,26 +109,35 @@ def test_an_attempt_that_kills_every_worker_it_starts_on_fails(make_engine: Any)
 
 
 def test_an_outcome_twice_in_the_inbox_enters_the_history_once(make_engine: Any) -> None:
-    """An attempt's result came late twice: once while a repeated timeout waited
+    """An attempt's result came late twice: once while a repeated failure waited
     under the attempt's item (so as a late fact), and once after a decider
-    consumed that timeout (so under the item again).  One completion goes in."""
+    consumed that failure (so under the item again).  One completion goes in."""
     engine = make_engine(serve=False)
     handle = engine.start("manual", 3)
     run, store = handle.run_id, engine.backend.store
     committer = Committer(REGISTRY, engine.backend)
     committer.handle(Replayer(), run)  # schedules the task
     [task] = [e for e in engine.client.history(run) if isinstance(e, TaskScheduled)]
-    timed_out = stamped(TaskTimedOut(task.key, "start_to_close"), 2.0)
-    store.add_outcome(run, timed_out)
-    committer.handle(Replayer(), run)  # the timeout goes in (and fails the run)
-    store.add_outcome(run, timed_out)  # its timer came again
+    failed = TaskFailed(task.key, ErrorInfo("OSError", "lost"), at=2.0, token=task.token)
+    store.add_outcome(run, failed)
+    committer.handle(Replayer(), run)  # the failure goes in
+    store.add_outcome(run, failed)  # its report came again
     waiting = store.read_inbox(run)  # a decider reads it: nothing new
-    result = stamped(TaskCompleted(task.key, "9"), 3.0)
-    store.add_outcome(run, result)  # meanwhile: late, behind the repeated timeout
+    result = TaskCompleted(task.key, "9", at=3.0, token=task.token)
+    store.add_outcome(run, result)  # meanwhile: late, behind the repeated failure
     store.consume(run, waiting, len(store.read_batches(run)))
     store.add_outcome(run, result)  # and again, under the attempt's item
     committer.handle(Replayer(), run)
     assert keys(engine.client.history(run), TaskCompleted) == Counter({task.key: 1})
+
+
+def _completed(committer: Committer, run_id: str, key: str, result: str, at: float
+               ) -> TaskCompleted:
+    """Attempt ``key``'s result, as its worker reports it: with the attempt's
+    token, from the history that ``committer`` has of the run."""
+    state = committer._state(run_id)
+    assert state is not None
+    return TaskCompleted(key, result, at=at, token=state.work.token(key) or "")
 
 
 def _waiting_task_keys(backend: Any, task_list: str) -> list[str]:
@@ -168,9 +181,11 @@ def test_two_deciders_racing_on_one_run(backend: Any) -> None:
     makers[0].handle(replayers[0], handle.run_id)  # commits version 1
     stale = makers[1]._state(handle.run_id)
     assert stale is not None and stale.version == 1
-    backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-0-1", "1"), 2.0))
+    backend.store.add_outcome(handle.run_id,
+                              _completed(makers[0], handle.run_id, "square-0-1", "1", 2.0))
     makers[0].handle(replayers[0], handle.run_id)  # version 2
-    backend.store.add_outcome(handle.run_id, stamped(TaskCompleted("square-1-1", "4"), 3.0))
+    backend.store.add_outcome(handle.run_id,
+                              _completed(makers[0], handle.run_id, "square-1-1", "4", 3.0))
     assert makers[1]._decide(replayers[1], stale) is None  # version 2 is taken
     makers[1].handle(replayers[1], handle.run_id)  # reloads: version 3
     batches = backend.store.read_batches(handle.run_id)
@@ -204,7 +219,8 @@ def test_a_cached_run_reads_only_its_inbox(backend: Any, monkeypatch: Any) -> No
                         lambda *a, **k: history_reads.append(a) or read_batches(*a, **k))
     maker.handle(replayer, handle.run_id)  # loads the run: its one history read
     for key, result in (("square-0-1", "1"), ("square-1-1", "4"), ("sum-0-1", "5")):
-        backend.store.add_outcome(handle.run_id, stamped(TaskCompleted(key, result), 9.0))
+        backend.store.add_outcome(handle.run_id,
+                                  _completed(maker, handle.run_id, key, result, 9.0))
         maker.handle(replayer, handle.run_id)
     assert len(history_reads) == 1
     assert replayer.replays == 1  # the first decision starts from the empty history
@@ -229,13 +245,19 @@ def test_malformed_messages_go_to_dead_letter_queues(engine: Any) -> None:
 
 def test_a_decision_that_keeps_failing_is_set_aside_with_its_reason() -> None:
     """Item 1 of issue "Durable under crashes": deliveries don't make poison,
-    failures to decide do.  A decider that can't decide a run (its workflow is
-    not declared there) lets the notification come back; at the fifth failure
-    it moves it to the dead-letter queue, saying why."""
+    failures to decide do.  A decider that can't decide a run (here its inbox
+    can't be read, for a reason no one calls transient) lets the notification
+    come back; at the fifth failure it moves it to the dead-letter queue,
+    saying why."""
     clock = ManualClock()
     backend = memory_backend(clock=clock, lease=30)
     handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
-    decider = Decider(Registry([], "a deployment without it"), backend, threads=0, poll_wait=0)
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("the inbox is in a state this decider does not understand")
+
+    backend.store.read_inbox = broken  # type: ignore[method-assign]
+    decider = Decider(REGISTRY, backend, threads=0, poll_wait=0)
     for failures in range(1, POISON_LIMIT + 1):
         assert decider.poll_decisions() == 1
         assert len(backend.queues.dead_letters(DECISIONS)) == (failures == POISON_LIMIT)
@@ -243,8 +265,25 @@ def test_a_decision_that_keeps_failing_is_set_aside_with_its_reason() -> None:
     [(body, reason)] = backend.queues.dead_letters(DECISIONS)
     assert handle.run_id in body
     assert f"the decision for run {handle.run_id} failed {POISON_LIMIT} times" in reason
-    assert "is not declared in a deployment without it" in reason
+    assert "RuntimeError: the inbox is in a state" in reason
     assert decider.poll_decisions() == 0
+
+
+def test_a_run_of_an_undeclared_workflow_is_set_aside_at_once() -> None:
+    """Review finding 8: a decider that does not declare the run's workflow
+    can't decide it however often it tries: the notification goes to the
+    dead-letter queue at the first failure, with the reason, for a redrive
+    after the deploy (the run stays open)."""
+    clock = ManualClock()
+    backend = memory_backend(clock=clock, lease=30)
+    handle = FlowyClient(backend).start(aws_workflow("example"), 1, 2)
+    decider = Decider(Registry([], "a deployment without it"), backend, threads=0, poll_wait=0)
+    assert decider.poll_decisions() == 1
+    [(body, reason)] = backend.queues.dead_letters(DECISIONS)
+    assert handle.run_id in body
+    assert f"the decision for run {handle.run_id} failed once, for good" in reason
+    assert "is not declared in a deployment without it" in reason
+    assert handle.status() == "open"
 
 
 def test_a_failing_service_never_makes_a_message_poison() -> None:

@@ -12,14 +12,18 @@ import pytest
 
 from flowy.backends.base import DECISIONS, TIMERS
 from flowy.backends.memory import ManualClock, memory_backend
-from flowy.core.events import TaskCompleted, TaskTimedOut, stamped
+from flowy.core.events import TaskCompleted, TaskTimedOut
 from flowy.core.replay import Replayer
-from flowy.worker.decider import Committer
+from flowy.worker.committer import Committer
 from flowy.worker.leases import HeldMessages
 from flowy.worker.messages import TimerMessage, notification, timer_delay
 from flowy.worker.timers import TimerKeeper
 from tests.aws_support import stack_backend, wait_for
 from tests.engines import BACKENDS, REGISTRY
+
+
+def _open(_run_id: str) -> bool:
+    return True  # as a decider that knows the run to be open
 
 
 def test_timer_delay_is_capped() -> None:
@@ -29,7 +33,7 @@ def test_timer_delay_is_capped() -> None:
 
 
 def test_timer_past_the_longest_delay_is_re_armed_not_fired(backend: Any) -> None:
-    keeper = TimerKeeper(backend)
+    keeper = TimerKeeper(backend, _open)
     now = backend.clock.now()
     keeper.handle(TimerMessage(run="r1", key="wait-0-1.backoff", kind="timer",
                                fire_at=now + 3600))
@@ -42,8 +46,8 @@ def test_timer_past_the_longest_delay_is_re_armed_not_fired(backend: Any) -> Non
 
 def test_a_repeated_timeout_notifies_again(backend: Any) -> None:
     """The first handler of a timeout recorded it and died before notifying."""
-    keeper = TimerKeeper(backend)
-    backend.store.add_outcome("r2", stamped(TaskTimedOut("t-0-1", "start_to_close"), 1.0))
+    keeper = TimerKeeper(backend, _open)
+    backend.store.add_outcome("r2", TaskTimedOut("t-0-1", "start_to_close", at=1.0))
     keeper.handle(TimerMessage(run="r2", key="t-0-1", kind="start_to_close", fire_at=0.0))
     notes = backend.queues.receive(DECISIONS, max_messages=10, wait=1, lease=30)
     assert [json.loads(m.body)["run"] for m in notes] == ["r2"]

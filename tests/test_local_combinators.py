@@ -133,9 +133,9 @@ def test_first_n(step_race, steps, tmp_path) -> None:
     assert ends(log) == ["b", "c"]  # "a" and "d" were not waited for
     A.record(steps, "release")  # let them finish, so that they don't hold up the next runs
     other = str(tmp_path / "other.txt")
-    assert step_race.run("first_n", other, [["a", 0, None], ["b", 0, None]], n=0,
-                         _wait=True) == []
-    assert sorted(ends(A.log_of(other))) == ["a", "b"]  # _wait=True: they ran, and ended
+    assert step_race.run("first_n", other, [["a", 0, None], ["b", 0.3, "end a"]], n=1,
+                         _wait=True) == ["a"]
+    assert ends(A.log_of(other)) == ["a", "b"]  # _wait=True: "b", still running, ended
     last = str(tmp_path / "last.txt")
     assert step_race.run("first_n", last, [["a", 0.3, "end b"], ["b", 0, None]], n=5) == \
         ["b", "a"]

@@ -184,7 +184,7 @@ def _slow_late_facts(monkeypatch, delay: float) -> None:
     Only a scheduling delay: nothing else in the engine changes.
     """
     from flowy.core.replay import is_closed
-    from flowy.worker.decider import Committer
+    from flowy.worker.committer import Committer
 
     decide = Committer._decide
 

@@ -265,11 +265,12 @@ def test_delete_run_only_closed_runs_and_every_item(store: MemoryStore) -> None:
     store.commit("r1", 1, [WorkflowStarted("in")], T0)
     store.commit("r1", 2, [TaskScheduled("k", "c", "dep", "activity", "i")], T0)
     store.add_outcome("r1", TaskCompleted("k", "v"))
-    store.record_beat("r1", "k", T0, start=True)
+    store.open_attempts("r1", ["k"])
+    store.claim("r1", "k", T0)
     store.consume("r1", store.read_inbox("r1"), 2)
     store.add_fact("r1", SignalReceived("s", "v", "id1"))
     store.close_run("r1", COMPLETED, T0 + 1, result="v")
-    # 2 batches, sent, 1 waiting fact, done#k, beat#k, and the run.
+    # 2 batches, sent, 1 waiting fact, done#k, attempt#k, and the run.
     assert store.delete_run(store.get_run("r1")) == 7  # type: ignore[arg-type]
     assert store.get_run("r1") is None
     assert store.read_batches("r1") == [] and store.read_inbox("r1") == []
@@ -373,15 +374,6 @@ def test_outcome_of_follows_an_attempt_from_inbox_to_history(store: MemoryStore)
     assert store.outcome_of("r1", "k") == IN_HISTORY
     assert store.read_inbox("r1") == []
     assert store.outcome_of("r1", "other") is None
-
-
-def test_beats_record_start_last_beat_and_details(store: MemoryStore) -> None:
-    assert store.get_beat("r1", "k") is None
-    store.record_beat("r1", "k", T0, start=True)
-    assert store.get_beat("r1", "k") == (T0, None)
-    store.record_beat("r1", "k", T0 + 5, "half way")
-    store.record_beat("r1", "k", T0 + 7)  # no details: the last ones stay
-    assert store.get_beat("r1", "k") == (T0 + 7, "half way")
 
 
 # -- standard queues ----------------------------------------------------------------------

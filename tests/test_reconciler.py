@@ -16,7 +16,8 @@ from flowy import FlowyClient
 from flowy.backends.base import DECISIONS, TIMERS
 from flowy.core.events import TaskScheduled, TimerFired, TimerStarted
 from flowy.core.replay import Replayer
-from flowy.worker.decider import Committer, Decider
+from flowy.worker.committer import Committer
+from flowy.worker.decider import Decider
 from tests.engines import REGISTRY
 from tests.scenarios import aws_workflow
 

@@ -18,12 +18,13 @@ from flowy.client import FlowyClient
 from flowy.core.events import (
     TaskCompleted,
     TaskScheduled,
+    TimerFired,
     WorkflowCompleted,
     WorkflowStarted,
 )
 from flowy.core.runs import COMPLETED, RunRecord
 from flowy.testing.simulation import PROFILES, Profile, simulate
-from flowy.testing.simulation.checks import check_dead_letters, check_runs
+from flowy.testing.simulation.checks import check_dead_letters, check_runs, check_set_aside
 
 SEEDS = 300
 CHUNKS = 6  # so that the seeds spread over the suite's processes
@@ -137,6 +138,19 @@ def test_checks_catch_an_open_run_and_a_dead_letter() -> None:
     backend.queues.dead_letter(DECISIONS, message, "poison")
     assert check_dead_letters(backend, ()) == [
         "a message on decisions was dead-lettered (poison): wake r1"]
+
+
+def test_checks_catch_a_genuine_fact_set_aside() -> None:
+    """A decider judging facts on a stale copy of a history would refuse real
+    ones: in a world without forgers, nothing may be set aside."""
+    backend = memory_backend(clock=ManualClock())
+    backend.store.add_fact("r1", TimerFired("t"))
+    [(item, _fact)] = backend.store.read_inbox("r1")
+    assert check_set_aside(backend) == []
+    backend.store.set_aside("r1", [(item, "the run has no timer t waiting to fire")])
+    assert check_set_aside(backend) == [
+        "run r1: a genuine fact was set aside as fact#timer:t: "
+        "the run has no timer t waiting to fire"]
 
 
 def test_checks_catch_a_run_that_closed_unlike_its_history() -> None:

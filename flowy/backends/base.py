@@ -16,6 +16,7 @@ from typing import NamedTuple, Protocol
 
 from ..core.errors import ErrorInfo, ServiceError
 from ..core.events import Event, Fact
+from ..core.protocol import Beat
 from ..core.runs import Batch, RunRecord
 
 # Logical queue names; a backend maps them to its own (an SQS queue per namespace).
@@ -93,6 +94,15 @@ class RunStore(Protocol):
         purge cut short is finished by the next one."""
         ...
 
+    def orphans(self) -> Iterator[str]:
+        """The ids under which items lie with no run record: messages or facts
+        for unknown runs, and the leftovers of a deletion cut short."""
+        ...
+
+    def delete_orphan(self, run_id: str) -> int:
+        """Delete the items of ``run_id`` if it has no run record; how many."""
+        ...
+
     def wait_closed(self, run_id: str, timeout: float) -> None:
         """Return when run ``run_id`` may have changed, or after ``timeout``
         seconds: a backend that can't watch sleeps a poll interval."""
@@ -106,6 +116,10 @@ class RunStore(Protocol):
 
     def commit(self, run_id: str, version: int, events: Sequence[Event], at: float) -> bool:
         """Write batch ``version``; False if another decider wrote it first."""
+        ...
+
+    def latest_version(self, run_id: str) -> int:
+        """The version of the run's last committed batch (0 if none)."""
         ...
 
     def sent_version(self, run_id: str) -> int:
@@ -140,6 +154,11 @@ class RunStore(Protocol):
         decider that may be behind), neither is recorded."""
         ...
 
+    def set_aside(self, run_id: str, refused: Sequence[tuple[str, str]]) -> None:
+        """Move inbox items ``(item key, reason)`` the run must not take to
+        ``bad#...``, with the reason: out of the inbox, kept for an operator."""
+        ...
+
     # -- the reconciler's index -------------------------------------------------
 
     def runs_to_wake(self, before: float, limit: int) -> list[tuple[str, float]]:
@@ -157,25 +176,43 @@ class RunStore(Protocol):
         ...
 
     # -- attempts -------------------------------------------------------------
+    # An attempt is named by its attempt id (:func:`flowy.core.protocol.attempt_id`),
+    # which holds its token: no one without the token can claim or end it.
 
-    def outcome_of(self, run_id: str, key: str) -> str | None:
-        """How attempt ``key`` ended: the type of its outcome while it waits in
+    def open_attempts(self, run_id: str, attempts: Sequence[str], *, again: bool = False
+                      ) -> None:
+        """Let workers claim these attempts (before their tasks are sent).
+        ``again``, for a batch sent again: an attempt open already, perhaps
+        claimed, stays as it is."""
+        ...
+
+    def close_attempts(self, run_id: str, attempts: Sequence[str]) -> None:
+        """Withdraw attempts (of a run that closed): their messages no longer run."""
+        ...
+
+    def claim(self, run_id: str, attempt: str, at: float, *, again: bool = False) -> int | None:
+        """Record that ``attempt`` starts at ``at``, before a worker runs it: how
+        many times it has started, this one included.  0 if it had started
+        before (unless ``again``: a message that came back, whose worker
+        died), so that a second message of one attempt does not run it
+        twice; None if no such attempt is open (an unknown or closed run, a
+        stale or forged message): it must not run."""
+        ...
+
+    def outcome_of(self, run_id: str, attempt: str) -> str | None:
+        """How ``attempt`` ended: the type of its outcome while it waits in
         the inbox, :data:`~flowy.core.runs.IN_HISTORY` once a decider took it,
         or None."""
         ...
 
-    def record_beat(self, run_id: str, key: str, at: float, details: str | None = None,
-                    *, start: bool = False) -> None:
-        """Record that attempt ``key`` started (``start``) or heartbeated at ``at``."""
+    def record_beat(self, run_id: str, attempt: str, at: float, details: str | None = None
+                    ) -> None:
+        """Record that a claimed attempt heartbeated at ``at`` (nothing if it is
+        not open: its run closed)."""
         ...
 
-    def get_beat(self, run_id: str, key: str) -> tuple[float, str | None] | None:
-        """``(last heartbeat time, details)`` of a started attempt, or None."""
-        ...
-
-    def count_restart(self, run_id: str, key: str) -> int:
-        """Record that attempt ``key`` starts to run again, its message having
-        come back; how many such restarts are recorded, this one included."""
+    def get_beat(self, run_id: str, attempt: str) -> Beat | None:
+        """When a claimed attempt started and last heartbeated, or None."""
         ...
 
 

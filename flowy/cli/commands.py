@@ -91,7 +91,8 @@ def add_commands(commands: Any) -> None:
     cancel = add("cancel", "cancel an open run and its open sub-workflows", where)
     cancel.add_argument("run_id", metavar="RUN_ID")
     cancel.add_argument("--reason", default="", help="recorded in the run's error")
-    purge = add("purge", "delete closed runs and their histories", where)
+    purge = add("purge", "delete closed runs and their histories, and (without --workflow) "
+                "the items of no run", where)
     purge.add_argument("--days", type=float, required=True,
                        help="delete the runs that closed more than DAYS days ago")
     purge.add_argument("--workflow", help="only runs of this workflow (name or name@version)")
@@ -232,6 +233,8 @@ def _purge(args: argparse.Namespace) -> int:
     client = _client(args)
     purged = client.purge(time.time() - args.days * 86400, args.workflow)
     print(f"deleted {len(purged)} closed run(s) of {client.backend.name}")
+    if args.workflow is None:
+        print(f"deleted {client.purge_orphans()} item(s) that belonged to no run")
     return 0
 
 

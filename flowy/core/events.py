@@ -32,6 +32,12 @@ def _stamp() -> Any:
     return field(default=0.0, compare=False, kw_only=True)
 
 
+def _token() -> Any:
+    # The attempt's token (see TaskScheduled), set by the engine and echoed
+    # by the attempt's outcome; like the stamp, it takes no part in equality.
+    return field(default="", compare=False, kw_only=True)
+
+
 # -- facts ------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,7 @@ class TaskCompleted:
     key: str
     result: str
     started_at: float | None = None
+    token: str = _token()
     at: float = _stamp()
 
 
@@ -53,6 +60,7 @@ class TaskFailed:
     key: str
     error: ErrorInfo
     started_at: float | None = None
+    token: str = _token()
     at: float = _stamp()
 
 
@@ -61,6 +69,7 @@ class TaskTimedOut:
     key: str
     timeout_type: TimeoutType
     details: str | None = None
+    token: str = _token()
     at: float = _stamp()
 
 
@@ -103,7 +112,10 @@ class TaskScheduled:
     """Run attempt ``attempt`` of call ``call_id``; the attempt's key is ``key``.
 
     ``deps`` are the call ids whose results were passed in the arguments.
-    Timeouts are in seconds; ``None`` means no limit.
+    Timeouts are in seconds; ``None`` means no limit.  ``token`` is the
+    attempt's unguessable token, drawn by the engine when it commits the
+    decision (the core leaves it empty): an outcome counts only if it
+    carries it, as SWF's task token.
     """
 
     key: str
@@ -116,6 +128,7 @@ class TaskScheduled:
     start_to_close: float | None = None
     schedule_to_start: float | None = None
     heartbeat: float | None = None
+    token: str = _token()
     at: float = _stamp()
 
 

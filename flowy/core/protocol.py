@@ -8,7 +8,9 @@
 * how a sub-workflow's end becomes its parent's fact;
 * whether a timeout timer that came due times its attempt out;
 * which timers a decision arms, and when a run that hears nothing more
-  must be looked at again (the reconciler's wake-up).
+  must be looked at again (the reconciler's wake-up);
+* the work a run has open: its attempts, with their tokens, and its timers
+  (:class:`OpenWork`; what it admits is :mod:`flowy.core.admission`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import heapq
 import uuid
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .events import (
     CLOSING_TYPES,
@@ -77,9 +79,24 @@ def outcome_id(fact_type: str, key: str) -> str:
 
 
 def outcome_key(fact: Fact) -> str | None:
-    """The attempt a fact ends, if it is an attempt's outcome."""
+    """The key of the attempt a fact ends, if it is an attempt's outcome."""
     if isinstance(fact, _OUTCOMES):
         return fact.key
+    return None
+
+
+def attempt_id(key: str, token: str) -> str:
+    """Where the store keeps what concerns attempt ``key`` with ``token``: its
+    claim and heartbeats, its outcome, the mark that it ended.  With the
+    token in every such name, no one without the token can claim, end or
+    mark the attempt.  (Attempts of runs begun before tokens have none.)"""
+    return f"{key}@{token}" if token else key
+
+
+def outcome_attempt(fact: Fact) -> str | None:
+    """The :func:`attempt_id` of the attempt a fact ends, if it is an outcome."""
+    if isinstance(fact, _OUTCOMES):
+        return attempt_id(fact.key, fact.token)
     return None
 
 
@@ -125,13 +142,15 @@ def passed_on(run_id: str, history: Sequence[Event], batch: Sequence[Event]
 
 
 def parent_outcome(closing: WorkflowCompleted | WorkflowFailed, parent_key: str,
-                   started_at: float) -> Fact:
-    """A sub-workflow's end, as the outcome of the parent's attempt ``parent_key``."""
+                   started_at: float, token: str) -> Fact:
+    """A sub-workflow's end, as the outcome of the parent's attempt ``parent_key``
+    (whose ``token`` the sub-workflow's run record carries)."""
     outcome: Fact
     if isinstance(closing, WorkflowCompleted):
-        outcome = TaskCompleted(parent_key, closing.result, started_at, at=closing.at)
+        outcome = TaskCompleted(parent_key, closing.result, started_at, at=closing.at,
+                                token=token)
     else:
-        outcome = TaskFailed(parent_key, closing.error, started_at, at=closing.at)
+        outcome = TaskFailed(parent_key, closing.error, started_at, at=closing.at, token=token)
     return outcome
 
 
@@ -148,21 +167,31 @@ class TimeoutCheck:
     recheck_at: float | None = None
 
 
-def check_timeout(kind: TimeoutType, key: str, *, ended: str | None,
-                  beat: tuple[float, str | None] | None, limit: float | None,
-                  now: float) -> TimeoutCheck:
+class Beat(NamedTuple):
+    """What the store holds of a started attempt: when it started, its last
+    heartbeat, and that heartbeat's details."""
+
+    started_at: float
+    last_beat: float
+    details: str | None = None
+
+
+def check_timeout(kind: TimeoutType, key: str, token: str, *, ended: str | None,
+                  beat: Beat | None, limit: float | None, now: float) -> TimeoutCheck:
     """Whether attempt ``key`` timed out (``kind``), given how it ``ended``
-    (see ``RunStore.outcome_of``) and its last ``beat``.  A timer message can
-    come twice, so news already recorded is notified again."""
+    (see ``RunStore.outcome_of``) and its ``beat``: what a timer message says,
+    to spare the decider facts it would refuse (it checks every timeout again
+    against the history: :func:`flowy.core.admission.refusal`).  A timer
+    message can come twice, so news already recorded is notified again."""
     if ended is not None:  # the attempt ended (in time, or timed out before)
         return TimeoutCheck(None if ended == IN_HISTORY else outcome_id(ended, key))
     if kind == "schedule_to_start" and beat is not None:
         return TimeoutCheck()  # it started in time
     if kind == "heartbeat" and beat is not None and limit is not None:
-        due = beat[0] + limit
+        due = beat.last_beat + limit
         if due > now:
             return TimeoutCheck(recheck_at=due)
-    timed_out = TaskTimedOut(key, kind, beat[1] if beat else None, at=now)
+    timed_out = TaskTimedOut(key, kind, beat.details if beat else None, at=now, token=token)
     return TimeoutCheck(fact_id(timed_out), timed_out)
 
 
@@ -174,11 +203,12 @@ TimerKind = Literal["timer", "schedule_to_start", "start_to_close", "heartbeat"]
 @dataclass(frozen=True, slots=True)
 class Timer:
     """A durable timer: at ``fire_at``, fire timer ``key`` (``kind`` "timer")
-    or check whether attempt ``key`` timed out (the other kinds)."""
+    or check whether attempt ``key`` (with ``token``) timed out (the other kinds)."""
 
     key: str
     kind: TimerKind
     fire_at: float
+    token: str = ""
 
 
 def timers_of(event: Event) -> list[Timer]:
@@ -192,22 +222,29 @@ def timers_of(event: Event) -> list[Timer]:
     if event.kind == "activity":
         if event.schedule_to_start is None:
             return []
-        return [Timer(event.key, "schedule_to_start", event.at + event.schedule_to_start)]
+        return [Timer(event.key, "schedule_to_start", event.at + event.schedule_to_start,
+                      event.token)]
     if event.start_to_close is None:
         return []
-    return [Timer(event.key, "start_to_close", event.at + event.start_to_close)]
+    return [Timer(event.key, "start_to_close", event.at + event.start_to_close, event.token)]
 
 
-class PendingTimers:
-    """The timers of an open run's decisions whose keys have nothing in its
-    history yet (no fired timer, no outcome), kept up as the history grows,
-    so that a decision costs what its batch does, not what the history does;
-    none once the run has closed."""
+class OpenWork:
+    """What an open run has going, kept up as its history grows, so that a
+    decision costs what its batch does, not what the history does: the
+    attempts it scheduled (with their tokens) and which have no outcome
+    yet, its timers whose keys have nothing in the history yet (no fired
+    timer, no outcome), and how many signals it took.  Once the run has
+    closed, no timer is pending, and the attempts it left open are still
+    listed (their claims are withdrawn)."""
 
     def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}  # of every attempt scheduled
+        self._open: dict[str, TaskScheduled] = {}
         self._armed: dict[str, list[Timer]] = {}
         self._due: list[tuple[float, str]] = []  # a heap; entries of disarmed keys linger
         self._closed = False
+        self.signals = 0
 
     def extend(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -217,14 +254,42 @@ class PendingTimers:
                 self._closed = True
                 self._armed.clear()
                 self._due.clear()
-            elif isinstance(event, (TimerFired, *_OUTCOMES)):
+                continue
+            if isinstance(event, (TimerFired, *_OUTCOMES)):
                 self._armed.pop(event.key, None)
-            elif timers := timers_of(event):
+                self._open.pop(event.key, None)
+            elif isinstance(event, SignalReceived):
+                self.signals += 1
+            elif isinstance(event, TaskScheduled):
+                self._tokens[event.key] = event.token
+                self._open[event.key] = event
+            if timers := timers_of(event):
                 self._armed[timers[0].key] = timers
                 for timer in timers:
                     heapq.heappush(self._due, (timer.fire_at, timer.key))
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def token(self, key: str) -> str | None:
+        """The token of attempt ``key``, if the run scheduled it."""
+        return self._tokens.get(key)
+
+    def open_attempt(self, key: str) -> TaskScheduled | None:
+        """Attempt ``key``'s decision, if it has no outcome in the history yet."""
+        return self._open.get(key)
+
+    def open_attempts(self) -> list[TaskScheduled]:
+        return list(self._open.values())
+
+    def timer_due(self, key: str) -> float | None:
+        """When timer ``key`` (a timer, not a timeout) is due, if it has not fired."""
+        timers = self._armed.get(key)
+        return timers[0].fire_at if timers and timers[0].kind == "timer" else None
+
     def pending(self) -> list[Timer]:
+        """The timers whose keys have nothing in the history yet."""
         return [timer for timers in self._armed.values() for timer in timers]
 
     def wake_at(self) -> float | None:

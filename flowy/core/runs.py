@@ -24,9 +24,9 @@ class Batch(NamedTuple):
 @dataclass
 class RunRecord:
     """What the store says about one run.  ``workflow`` is ``name@version``;
-    ``parent_run`` and ``parent_key`` name the attempt that started a
-    sub-workflow; ``prev_run`` and ``next_run`` link the runs of a restart
-    chain (continue-as-new)."""
+    ``parent_run``, ``parent_key`` and ``parent_token`` name the attempt that
+    started a sub-workflow (whose outcome its end becomes); ``prev_run`` and
+    ``next_run`` link the runs of a restart chain (continue-as-new)."""
 
     run_id: str
     workflow: str
@@ -39,6 +39,7 @@ class RunRecord:
     workflow_id: str | None = None
     parent_run: str | None = None
     parent_key: str | None = None
+    parent_token: str = ""
     next_run: str | None = None
     prev_run: str | None = None
 

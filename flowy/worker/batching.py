@@ -61,3 +61,43 @@ class Batcher(Generic[T]):
             batch.sent.set()
         if batch.error is not None:
             raise batch.error
+
+
+class Deferred(Generic[T]):
+    """Gathers items from many threads and sends them in batches of up to
+    ``max_size``, at most ``max_delay`` seconds after the first, without
+    making anyone wait: for requests whose effect nobody waits on, such as
+    acknowledging messages already dealt with (one lost in a crash only
+    comes back, to be found done).  A full batch goes from the thread that
+    filled it, others from a timer thread; ``close`` sends what is left.
+    ``flush`` must not raise: nobody would hear it."""
+
+    def __init__(self, flush: Callable[[list[T]], object], *, max_size: int = 10,
+                 max_delay: float = 0.5) -> None:
+        self._flush = flush
+        self._max_size = max_size
+        self._max_delay = max_delay
+        self._items: list[T] = []
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, item: T) -> None:
+        with self._lock:
+            self._items.append(item)
+            if len(self._items) < self._max_size:
+                if self._timer is None:
+                    self._timer = threading.Timer(self._max_delay, self.close)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        self.close()
+
+    def close(self) -> None:
+        """Send what waits, now."""
+        with self._lock:
+            items, self._items = self._items, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        for start in range(0, len(items), self._max_size):
+            self._flush(items[start:start + self._max_size])

@@ -1,18 +1,16 @@
 """The decider: notifications in, committed decisions and their messages out.
 
-For each run with news, the decider reads the run's inbox, gives the new
-facts to the core, commits the facts and decisions as the next history batch
-with a conditional write, then sends what the decisions ask for (activity
-tasks, timers, sub-workflow starts, the parent's result) and only then
-records the batch as sent and acknowledges the notification.  A crash
+For each run with news, the decider has its :class:`~flowy.worker.committer.Committer`
+decide, commit and send what the decisions ask for, and only then
+acknowledges the notification.  A crash
 anywhere leaves the notification to come back: before the commit nothing
 happened; after it, the next decider finds the batch unsent and sends it.
 
 Runs are spread over threads by a hash of their id, each thread with its
 own :class:`~flowy.core.replay.Replayer` (live runs are greenlets, bound to a
 thread); in memory the polling thread decides itself (see
-:class:`Decider`).  The decider keeps the histories of recent runs, so
-a decision for a cached run reads only the inbox, never the history.
+:class:`Decider`).  It also fires due timers (the timer queue), and wakes
+the runs whose notifications or timers were lost (the reconciler).
 
 The same code serves every backend: ``flowy decider`` on AWS, and
 ``LocalWorkflow`` on the in-memory backend.
@@ -23,53 +21,24 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import DECISIONS, TIMERS, Backend, Outgoing, Received, task_queue
-from ..core.errors import UNCONTAINED, LoopDied, MalformedMessage, ServiceError
-from ..core.events import (
-    CLOSING_TYPES,
-    Decision,
-    Event,
-    TaskScheduled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowRestarted,
-    is_decision,
-    stamped,
-)
-from ..core.protocol import (
-    PendingTimers,
-    child_run_id,
-    fact_id,
-    new_facts,
-    outcome_key,
-    parent_outcome,
-    passed_on,
-    restarted_run_id,
-    timers_of,
-)
-from ..core.replay import Replayer, WorkflowDefinition
-from ..core.runs import COMPLETED, FAILED, RESTARTED, RunRecord
-from ..declaration import Registry, Workflow
-from .inbox import notify, report, start_run, tell
+from ..backends.base import DECISIONS, TIMERS, Backend, Received
+from ..core.errors import UNCONTAINED, LoopDied, MalformedMessage
+from ..core.replay import Replayer
+from ..declaration import Registry
+from .committer import Committer
 from .leases import HeldMessages
 from .messages import (
     Notification,
-    TaskMessage,
     TimerMessage,
     parse,
-    timer_message,
 )
 from .poison import PoisonCounter
 from .run_threads import InlineRuns, RunThreads, guarded
-from .timers import TimerKeeper, arm
 
 log = logging.getLogger("flowy.decider")
 
-COMMIT_ATTEMPTS = 5
 # With a poll wait of 0 (short polling, for emulators), the pause after an
 # empty receive.  moto holds back a FIFO group's new messages until a long
 # poll that began while the group was busy ends, so long polls there add up
@@ -94,241 +63,6 @@ def _notification_of(body: str) -> Notification:
     return parse(Notification, body)  # type: ignore[return-value]
 
 
-@dataclass
-class RunState:
-    """A run's history as this decider last saw it."""
-
-    record: RunRecord
-    workflow: Workflow
-    definition: WorkflowDefinition
-    history: list[Event] = field(default_factory=list)
-    version: int = 0
-    seen: set[str] = field(default_factory=set)
-    last_batch: list[Event] = field(default_factory=list)
-    committed_at: list[float] = field(default_factory=list)  # of each batch, in order
-    timers: PendingTimers = field(default_factory=PendingTimers)
-
-    def append(self, events: list[Event], committed_at: float) -> None:
-        self.version += 1
-        self.committed_at.append(committed_at)
-        self.history.extend(events)
-        self.timers.extend(events)
-        self.seen.update(fact_id(e) for e in events if not is_decision(e))  # type: ignore[arg-type]
-        self.last_batch = events
-
-
-@dataclass
-class Outbox:
-    """The messages one batch of decisions sends, gathered so they go out in batches."""
-
-    tasks: dict[str, list[Outgoing]] = field(default_factory=dict)  # by queue
-    timers: list[TimerMessage] = field(default_factory=list)
-    notifications: list[Outgoing] = field(default_factory=list)
-
-
-class Committer:
-    """Decides for runs, commits and carries out; shared by a decider's threads."""
-
-    def __init__(self, registry: Registry, backend: Backend, cache_size: int = 1000) -> None:
-        self.registry = registry
-        self.backend = backend
-        self.store = backend.store
-        self.cache_size = cache_size
-        self._states: OrderedDict[str, RunState] = OrderedDict()
-        self._lock = threading.Lock()
-        self._timers = TimerKeeper(backend)
-
-    # -- one run --------------------------------------------------------------
-
-    def handle(self, replayer: Replayer, run_id: str) -> None:
-        """Bring ``run_id`` up to date with its inbox."""
-        for _attempt in range(COMMIT_ATTEMPTS):
-            state = self._state(run_id)
-            if state is None:
-                log.warning("notification for unknown run %s dropped", run_id)
-                return
-            began = self.backend.clock.now()
-            try:
-                if self._decide(replayer, state) is not None:
-                    return
-            except BaseException:
-                self._forget(replayer, run_id)
-                raise
-            self._forget(replayer, run_id)
-            self._explain_lost_commit(run_id, state.version, began)
-        raise ServiceError(f"run {run_id}: lost {COMMIT_ATTEMPTS} commits in a row to other "
-                           "deciders; its notification will come back")
-
-    def _explain_lost_commit(self, run_id: str, version: int, began: float) -> None:
-        """Say why a commit of ``version + 1`` lost, from when the winner was
-        written (the fresh history, loaded here, serves the next attempt)."""
-        fresh = self._state(run_id)
-        if fresh is not None and len(fresh.committed_at) > version \
-                and fresh.committed_at[version] < began:
-            # A run's notifications go to any decider, one at a time: this
-            # decider's copy of the history was behind, not racing another.
-            log.debug("run %s: decided by another decider since; deciding again on its "
-                      "history", run_id)
-        else:
-            log.warning("run %s: another decider committed first; retrying on fresh history "
-                        "(two deciders at once on a run: a lease was lost)", run_id)
-
-    def _decide(self, replayer: Replayer, state: RunState) -> int | None:
-        """Decide on the waiting facts: how many were new, or None if another
-        decider committed this version first."""
-        run_id = state.record.run_id
-        inbox = self.store.read_inbox(run_id)
-        fresh = new_facts((fact for _, fact in inbox), state.seen)
-        if fresh:
-            decisions = replayer.decide(run_id, state.definition, state.history, fresh)
-            now = self.backend.clock.now()
-            committed: list[Decision] = [stamped(d, now) for d in decisions]
-            events: list[Event] = [*fresh, *committed]
-            if not self.store.commit(run_id, state.version + 1, events, now):
-                return None
-            self.backend.checkpoint("decider.committed")
-            state.append(events, now)
-            self._carry_out(state, events)
-            self.backend.checkpoint("decider.sent")
-        if inbox:
-            if fresh:
-                self.store.consume(run_id, inbox, state.version, state.timers.wake_at())
-            else:  # this decider may be behind: it must not record its view of the history
-                self.store.consume(run_id, inbox, None)
-            self.backend.checkpoint("decider.consumed")
-        return len(fresh)
-
-    def _state(self, run_id: str) -> RunState | None:
-        with self._lock:
-            state = self._states.pop(run_id, None)
-            if state is not None:
-                self._states[run_id] = state
-                return state
-        record = self.store.get_run(run_id)
-        if record is None:
-            return None
-        workflow = self.registry.workflow(record.workflow)
-        state = RunState(record, workflow, workflow.definition)
-        for batch in self.store.read_batches(run_id):
-            state.append(batch.events, batch.committed_at)
-        if state.version and self.store.sent_version(run_id) < state.version:
-            # Its tasks may have gone out and ended since: those are not sent
-            # again, and the others go marked, for workers to check (F5).
-            ended = {key for _, fact in self.store.read_inbox(run_id)
-                     if (key := outcome_key(fact)) is not None}
-            log.info("run %s: batch %d was committed but maybe not sent; sending it again "
-                     "(without the %d attempts that have ended)", run_id, state.version,
-                     len(ended))
-            self._carry_out(state, state.last_batch, ended)
-            self.store.consume(run_id, [], state.version, state.timers.wake_at())
-        with self._lock:
-            self._states[run_id] = state
-            while len(self._states) > self.cache_size:
-                self._states.popitem(last=False)
-        return state
-
-    def _forget(self, replayer: Replayer, run_id: str) -> None:
-        replayer.forget(run_id)
-        with self._lock:
-            self._states.pop(run_id, None)
-
-    # -- waking runs ------------------------------------------------------------
-
-    def wake(self, replayer: Replayer, run_id: str, recheck: float) -> None:
-        """Look at a run that has waited too long (see :meth:`Decider.reconcile`):
-        decide on its inbox, whose notification was lost, send its batch if
-        unsent, and fire or check its overdue timers, whose messages were
-        lost.  A run whose timers were checked and still waits is looked at
-        again ``recheck`` seconds later (an attempt that started in time has
-        nothing in the history to say so until it ends)."""
-        self.handle(replayer, run_id)
-        state = self._state(run_id)
-        if state is None:  # facts for no run: they go, and with them its index entries
-            self.store.consume(run_id, self.store.read_inbox(run_id), None)
-            return
-        now = self.backend.clock.now()
-        overdue = [timer for timer in state.timers.pending() if timer.fire_at <= now]
-        for timer in overdue:
-            log.warning("run %s: timer %s (%s) was due at %.3f and had not come: firing it",
-                        run_id, timer.key, timer.kind, timer.fire_at)
-            self._timers.handle(timer_message(run_id, timer))
-        self.store.set_wake(run_id, state.version,
-                            now + recheck if overdue else state.timers.wake_at())
-
-    # -- carrying decisions out -------------------------------------------------
-
-    def _carry_out(self, state: RunState, batch: list[Event],
-                   ended: set[str] | None = None) -> None:
-        """Send what a committed batch asks for; safe to repeat (see ``sent``).
-        ``ended``, on a re-send: the attempts whose outcomes are in, not sent again."""
-        outbox = Outbox()
-        closing: Decision | None = None
-        run_id = state.record.run_id
-        for event in batch:
-            if ended is not None and getattr(event, "key", None) in ended:
-                continue
-            if isinstance(event, TaskScheduled):
-                self._schedule(state, event, outbox, resent=ended is not None)
-            elif isinstance(event, CLOSING_TYPES):
-                closing = event  # type: ignore[assignment]
-            outbox.timers += [timer_message(run_id, timer) for timer in timers_of(event)]
-        for target, fact in passed_on(run_id, state.history, batch):
-            outbox.notifications.append(tell(self.backend, target, fact))
-        for queue, tasks in outbox.tasks.items():
-            self.backend.queues.send(queue, tasks)
-        self.backend.checkpoint("decider.sending")
-        arm(self.backend, outbox.timers)
-        if closing is not None:
-            self._close(state, closing, outbox)
-        notify(self.backend, outbox.notifications)
-
-    def _schedule(self, state: RunState, task: TaskScheduled, outbox: Outbox, *,
-                  resent: bool) -> None:
-        run_id = state.record.run_id
-        if task.kind == "activity":
-            binding = state.workflow.activities[task.dependency]
-            message = TaskMessage(
-                run=run_id, key=task.key, workflow=state.record.workflow,
-                dependency=task.dependency, input=task.input,
-                start_to_close=task.start_to_close, heartbeat=task.heartbeat,
-                schedule_to_start=task.schedule_to_start, resent=resent)
-            outbox.tasks.setdefault(task_queue(binding.task_list), []).append(
-                Outgoing(message.model_dump_json(exclude_defaults=True)))
-            return
-        child = state.workflow.children[task.dependency]
-        outbox.notifications.append(start_run(self.backend, RunRecord(
-            child_run_id(run_id, task.key), self.registry.ref_of(child), started_at=task.at,
-            input=task.input,
-            parent_run=run_id, parent_key=task.key)))
-
-    def _close(self, state: RunState, closing: Decision, outbox: Outbox) -> None:
-        record = state.record
-        ignored = getattr(closing, "ignored_errors", ())
-        if ignored:
-            log.warning("workflow %s (run %s) closed, but never read the errors of %s; "
-                        "see the trace or the history for details",
-                        record.workflow, record.run_id, ", ".join(ignored))
-        store = self.store
-        if isinstance(closing, WorkflowRestarted):
-            next_id = restarted_run_id(record.run_id)
-            outbox.notifications.append(start_run(self.backend, RunRecord(
-                next_id, record.workflow, started_at=closing.at, input=closing.input,
-                workflow_id=record.workflow_id, parent_run=record.parent_run,
-                parent_key=record.parent_key, prev_run=record.run_id)))
-            store.close_run(record.run_id, RESTARTED, closing.at, next_run=next_id)
-            return
-        assert isinstance(closing, (WorkflowCompleted, WorkflowFailed))
-        if record.parent_run is not None and record.parent_key is not None:
-            # Notified even if the outcome was there: this may be the re-send of
-            # a batch whose decider died between writing it and notifying.
-            outbox.notifications.append(report(self.backend, record.parent_run, parent_outcome(
-                closing, record.parent_key, record.started_at)))
-        if isinstance(closing, WorkflowCompleted):
-            store.close_run(record.run_id, COMPLETED, closing.at, result=closing.result)
-        else:
-            store.close_run(record.run_id, FAILED, closing.at, error=closing.error)
-
-
 class Decider:
     """A decider's loops: decision notifications (to threads by run) and timers.
 
@@ -343,7 +77,7 @@ class Decider:
     def __init__(self, registry: Registry, backend: Backend, *, threads: int = 2,
                  cache_size: int = 1000, poll_wait: float = 20, name: str = "flowy") -> None:
         self.committer = Committer(registry, backend, cache_size)
-        self.timers = TimerKeeper(backend)
+        self.timers = self.committer.timers
         self.backend = backend
         self.queues = backend.queues
         self.poll_wait = poll_wait

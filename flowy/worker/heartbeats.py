@@ -27,10 +27,10 @@ log = logging.getLogger("flowy.worker")
 class HeartbeatRecorder:
     """Records one attempt's heartbeats (thread-safe)."""
 
-    def __init__(self, backend: Backend, run_id: str, key: str,
+    def __init__(self, backend: Backend, run_id: str, attempt: str,
                  heartbeat: float | None) -> None:
         self._backend = backend
-        self._run_id, self._key = run_id, key
+        self._run_id, self._attempt = run_id, attempt
         self._interval = (heartbeat or 60.0) / 4
         self._last = -self._interval
         self._pending: str | None = None
@@ -57,9 +57,10 @@ class HeartbeatRecorder:
             self._last = self._backend.clock.now()
             details = self._pending
         try:
-            self._backend.store.record_beat(self._run_id, self._key, self._last, details)
+            self._backend.store.record_beat(self._run_id, self._attempt, self._last, details)
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
-            log.warning("recording a heartbeat of %s failed: %s", self._key, exc)
+            log.warning("recording a heartbeat of %s failed: %s",
+                        self._attempt.partition("@")[0], exc)
 
 
 class Reports:

@@ -29,6 +29,8 @@ Seconds = Annotated[float, Field(ge=0, le=MAX_TIMEOUT)]
 Instant = Annotated[float, Field(ge=0, le=1e11)]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER,
                                   pattern=IDENTIFIER_PATTERN)]
+# An attempt's token (empty for attempts scheduled before tokens).
+Token = Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]*$")]
 
 
 class Notification(_Body):
@@ -45,12 +47,10 @@ class TaskMessage(_Body):
     workflow: Identifier  # name@version: its declaration binds the dependency to a function
     dependency: Identifier
     input: str
+    token: Token = ""  # the attempt's: its claim and outcome must carry it
     start_to_close: Seconds | None = None
     heartbeat: Seconds | None = None
     schedule_to_start: Seconds | None = None
-    # Sent again by a decider that found its batch committed but not marked
-    # sent: the first sending may have gone out, and its attempt run or ended.
-    resent: bool = False
 
     @property
     def watched(self) -> bool:
@@ -67,10 +67,12 @@ class TimerMessage(_Body):
     kind: TimerKind
     fire_at: Instant
     limit: Seconds | None = None  # the timeout, in seconds, for heartbeat checks
+    token: Token = ""  # of the attempt a timeout check is about
 
 
-def timer_message(run: str, timer: Timer) -> TimerMessage:
-    return TimerMessage(run=run, key=timer.key, kind=timer.kind, fire_at=timer.fire_at)
+def timer_message(run: str, timer: Timer, limit: float | None = None) -> TimerMessage:
+    return TimerMessage(run=run, key=timer.key, kind=timer.kind, fire_at=timer.fire_at,
+                        limit=limit, token=timer.token)
 
 
 def parse(model: type[_Body], body: str) -> _Body:

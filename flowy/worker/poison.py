@@ -6,7 +6,8 @@ that says something about the message (deciding on it raised, a timer could
 not be handled), and only a failure the backend does not call transient.
 After :data:`POISON_LIMIT` such failures in one process, the message goes to
 its queue's dead-letter queue with the last one as its reason, for an
-operator to see and redrive once its cause is fixed.  Counts are kept in
+operator to see and redrive once its cause is fixed; at the first failure
+if it is one that no retry can mend (:data:`PERMANENT`).  Counts are kept in
 memory: a process that dies forgets them, as it should, since dying is no
 failure of the message.
 """
@@ -17,10 +18,15 @@ import logging
 from collections import OrderedDict
 
 from ..backends.base import Backend, Received
+from ..core.errors import ConfigurationError, HistoryError, PayloadError
 
 log = logging.getLogger("flowy.poison")
 
 POISON_LIMIT = 5
+# Failures a retry can't mend: a workflow this process does not declare (the
+# message waits in the dead-letter queue for a redrive after the deploy), a
+# payload that is missing or corrupt, a stored history that does not decode.
+PERMANENT = (ConfigurationError, PayloadError, HistoryError)
 _REMEMBERED = 10_000  # messages whose failures are counted, the least recent forgotten
 
 
@@ -40,14 +46,15 @@ class PoisonCounter:
                         type(exc).__name__, exc)
             return False
         failures = self._failures.pop(message.id, 0) + 1
-        if failures < self._limit:
+        if failures < self._limit and not isinstance(exc, PERMANENT):
             self._failures[message.id] = failures
             while len(self._failures) > _REMEMBERED:
                 self._failures.popitem(last=False)
             log.error("%s failed (%d of %d times before its message is set aside)", what,
                       failures, self._limit, exc_info=exc)
             return False
-        reason = f"{what} failed {failures} times; the last: {type(exc).__name__}: {exc}"
+        times = "once, for good" if failures == 1 else f"{failures} times; the last"
+        reason = f"{what} failed {times}: {type(exc).__name__}: {exc}"
         log.error("%s: message %s moved to the dead-letter queue of %s", reason, message.id,
                   queue, exc_info=exc)
         self._backend.queues.dead_letter(queue, message, reason)

@@ -48,11 +48,11 @@ from ..core.errors import (
     ServiceError,
 )
 from ..core.events import Fact, TaskCompleted, TaskFailed
-from ..core.protocol import fact_id, outcome_id
-from ..core.runs import IN_HISTORY
+from ..core.protocol import attempt_id, fact_id, outcome_id
+from ..core.runs import IN_HISTORY, OPEN
 from ..declaration import ActivityBinding, Registry
 from .activity import AttemptOutcome, execute_activity, execute_activity_async
-from .batching import Batcher
+from .batching import Batcher, Deferred
 from .heartbeats import HeartbeatRecorder, Reports
 from .leases import HeldMessages
 from .messages import TaskMessage, TimerMessage, notification, parse
@@ -98,12 +98,15 @@ class ActivityWorker:
         self._stopping = threading.Event()
         self._notify: Callable[[Outgoing], None]
         self._acknowledge: Callable[[tuple[str, str]], None]  # (queue, receipt)
+        self._acknowledgements: Deferred[tuple[str, str]] | None = None
         if backend.remote:  # a moment's wait gathers many attempts' requests into one
             notifications: Batcher[Outgoing] = Batcher(
                 lambda batch: backend.queues.send(DECISIONS, batch), max_delay=0.005)
-            acknowledgements: Batcher[tuple[str, str]] = Batcher(self._acknowledge_all,
-                                                                 max_delay=0.02)
-            self._notify, self._acknowledge = notifications.submit, acknowledgements.submit
+            # Nobody waits on an acknowledgement: they go half a second late,
+            # ten at a time, even from one attempt after another.
+            self._acknowledgements = Deferred(self._acknowledge_all, max_delay=0.5)
+            self._notify, self._acknowledge = (notifications.submit,
+                                               self._acknowledgements.submit)
         else:  # in memory a request costs nothing, and waiting would only add latency
             self._notify = lambda note: backend.queues.send(DECISIONS, [note])
             self._acknowledge = lambda message: self._acknowledge_all([message])
@@ -184,6 +187,8 @@ class ActivityWorker:
             poller.join(self.poll_wait + 5)
         for queue, receipt in self._held.held():
             self._release(queue, receipt)
+        if self._acknowledgements is not None:
+            self._acknowledgements.close()
 
     def _release(self, queue: str, receipt: str) -> None:
         """Make a held message visible again at once, for another worker."""
@@ -287,26 +292,50 @@ class ActivityWorker:
             self._held.let_go(queue, message.receipt)
 
     def _attempt(self, task: TaskMessage, deliveries: int) -> str | None:
-        """Run the attempt and record its outcome; the news to notify, if any."""
-        if deliveries > 1 or task.resent:  # the attempt may have ended: don't run it again
-            ended = self.store.outcome_of(task.run, task.key)
-            if ended == IN_HISTORY:
-                return None
-            if ended is not None:
-                return outcome_id(ended, task.key)
-            if (task.resent and deliveries == 1 and task.watched
-                    and self.store.get_beat(task.run, task.key)):
-                # It started from the first sending, whose message stays with it
-                # (and comes back if its worker dies): this copy is not needed.
-                # (Delivered again, this copy may be the one that started it.)
-                log.info("attempt %s of run %s runs already; its re-sent message is dropped",
-                         task.key, task.run)
-                return None
-        fact = self._run(task, deliveries)
+        """Claim the attempt, run it and record its outcome; the news to notify, if any."""
+        attempt = attempt_id(task.key, task.token)
+        again = deliveries > 1  # came back: its worker may have died, or finished it
+        if again:
+            news = self._ended(task, attempt)
+            if news is not None:
+                return news or None
+        starts = self.store.claim(task.run, attempt, self.backend.clock.now(), again=again)
+        if starts is None:
+            self._drop_unclaimable(task)
+            return None
+        if starts == 0:  # a second message of the attempt (sent again, or a duplicate)
+            news = self._ended(task, attempt)
+            if news is None:
+                log.info("attempt %r of run %r runs already; a second message of it is "
+                         "dropped", task.key, task.run)
+            return news or None
+        fact = self._run(task, attempt, starts)
         self.backend.checkpoint("worker.ran")
         self.store.add_outcome(task.run, fact)
         self.backend.checkpoint("worker.reported")
         return fact_id(fact)
+
+    def _drop_unclaimable(self, task: TaskMessage) -> None:
+        """Say why a task whose attempt is not open is dropped, unrun: its run
+        closed (the usual case: tasks still queued when it did), or the
+        message names no attempt the engine scheduled."""
+        record = self.store.get_run(task.run)
+        if record is not None and record.status != OPEN:
+            log.info("task %r of run %r dropped: the run is %s", task.key, task.run,
+                     record.status)
+        else:
+            log.warning("task %r of run %r dropped: no such attempt is open (%s); a message "
+                        "that is stale, forged or for another deployment",
+                        task.key, task.run, "no such run" if record is None else "run open")
+
+    def _ended(self, task: TaskMessage, attempt: str) -> str | None:
+        """If the attempt has ended, the news of its outcome to notify again
+        (whoever wrote it may have died before notifying), or "" if a
+        decider took it; None if it has not ended."""
+        ended = self.store.outcome_of(task.run, attempt)
+        if ended is None:
+            return None
+        return "" if ended == IN_HISTORY else outcome_id(ended, task.key)
 
     def _binding(self, task: TaskMessage) -> ActivityBinding | Exception:
         workflow = self.registry.workflows.get(task.workflow)
@@ -318,30 +347,27 @@ class ActivityWorker:
                 f"{', '.join(self.task_lists)}): run a worker that has it")
         return binding
 
-    def _run(self, task: TaskMessage, deliveries: int) -> Fact:
+    def _run(self, task: TaskMessage, attempt: str, starts: int) -> Fact:
         binding = self._binding(task)
         if isinstance(binding, Exception):
             return self._failure(task, binding)
         # A delivery is no sign that the attempt ran: its receiver may have died
         # before starting it (or never started it: it was stopping).  What
-        # counts is starts, recorded before running again (a first start is
-        # not recorded, so that the common case costs nothing).
-        if deliveries > 1:
-            restarts = self.store.count_restart(task.run, task.key)
-            if restarts > MAX_RESTARTS:
-                return self._failure(task, ServiceError(
-                    f"attempt {task.key} was started {restarts + 1} times, and each time the "
-                    "worker running it died before it ended: it seems to kill its worker. "
-                    "Fix the activity, or run it where it can't take the worker down"))
+        # counts is starts, which the claim records.
+        if starts > MAX_RESTARTS + 1:
+            return self._failure(task, ServiceError(
+                f"attempt {task.key} was started {starts} times, and each time the "
+                "worker running it died before it ended: it seems to kill its worker. "
+                "Fix the activity, or run it where it can't take the worker down"))
         recorder = None
         if task.watched:
             self._arm_watch(task)
-            recorder = HeartbeatRecorder(self.backend, task.run, task.key, task.heartbeat)
-        token = f"{task.run}/{task.key}"
+            recorder = HeartbeatRecorder(self.backend, task.run, attempt, task.heartbeat)
+        handle = f"{task.run}/{task.key}"
         started_at = self.backend.clock.now()
         try:
-            with self._reports.recording(token, recorder) as reporter:
-                outcome = self._execute(binding, token, task, reporter)
+            with self._reports.recording(handle, recorder) as reporter:
+                outcome = self._execute(binding, handle, task, reporter)
         except Exception as exc:  # noqa: BLE001 - a pool shut down or broken, an unpicklable
             # function: the attempt can't run here, and saying so beats a message
             # that comes back for ever
@@ -350,12 +376,13 @@ class ActivityWorker:
         self.completed += 1
         now = self.backend.clock.now()
         if outcome.error is not None:
-            return TaskFailed(task.key, outcome.error, started_at, at=now)
-        return TaskCompleted(task.key, outcome.result or "", started_at, at=now)
+            return TaskFailed(task.key, outcome.error, started_at, at=now, token=task.token)
+        return TaskCompleted(task.key, outcome.result or "", started_at, at=now,
+                             token=task.token)
 
-    def _execute(self, binding: ActivityBinding, token: str, task: TaskMessage,
+    def _execute(self, binding: ActivityBinding, handle: str, task: TaskMessage,
                  reporter: Any) -> AttemptOutcome:
-        arguments = (binding.function, token, task.key, task.input, binding.codec, reporter)
+        arguments = (binding.function, handle, task.key, task.input, binding.codec, reporter)
         if binding.is_async:
             assert self._loop is not None
             future: Future[AttemptOutcome] = asyncio.run_coroutine_threadsafe(
@@ -367,19 +394,20 @@ class ActivityWorker:
 
     def _failure(self, task: TaskMessage, error: Exception) -> Fact:
         log.error("attempt %s of run %s fails: %s", task.key, task.run, error)
-        return TaskFailed(task.key, ErrorInfo.from_exception(error), at=self.backend.clock.now())
+        return TaskFailed(task.key, ErrorInfo.from_exception(error), at=self.backend.clock.now(),
+                          token=task.token)
 
     def _arm_watch(self, task: TaskMessage) -> None:
-        """Record the start and arm the timers that watch a running attempt."""
+        """Arm the timers that watch a running attempt (its claim recorded its start)."""
         now = self.backend.clock.now()
-        self.store.record_beat(task.run, task.key, now, start=True)
         timers = []
         if task.start_to_close is not None:
             timers.append(TimerMessage(run=task.run, key=task.key, kind="start_to_close",
-                                       fire_at=now + task.start_to_close))
+                                       fire_at=now + task.start_to_close, token=task.token))
         if task.heartbeat is not None:
             timers.append(TimerMessage(run=task.run, key=task.key, kind="heartbeat",
-                                       fire_at=now + task.heartbeat, limit=task.heartbeat))
+                                       fire_at=now + task.heartbeat, limit=task.heartbeat,
+                                       token=task.token))
         arm(self.backend, timers)
 
     def _acknowledge_all(self, messages: list[tuple[str, str]]) -> None:
@@ -387,9 +415,15 @@ class ActivityWorker:
         for queue, receipt in messages:
             by_queue.setdefault(queue, []).append(receipt)
         for queue, receipts in by_queue.items():
-            for _failed in self.backend.queues.acknowledge(queue, receipts):
-                log.warning("could not acknowledge a message on %s: it will come back and "
-                            "be dropped as done", queue)
+            try:
+                failed = len(self.backend.queues.acknowledge(queue, receipts))
+            except Exception as exc:  # noqa: BLE001 - sent from a timer: nobody to tell
+                log.warning("could not acknowledge %d messages on %s (%s): they will come "
+                            "back and be dropped as done", len(receipts), queue, exc)
+                continue
+            if failed:
+                log.warning("could not acknowledge %d messages on %s: they will come back "
+                            "and be dropped as done", failed, queue)
 
 
 class _Handlers:

@@ -12,10 +12,15 @@ Items, all under the partition of their run (``pk`` = run id):
 ``fact#ID``             an outside fact waiting for the decider, keyed by its
                         identity (:func:`~flowy.core.protocol.fact_id`), so a
                         duplicate delivery is a no-op.
-``done#KEY``            the attempt KEY has an outcome in the history (timers
-                        check it before timing an attempt out).
-``beat#KEY``            when attempt KEY started and last heartbeated.
-``bad#ID``              an inbox item that did not decode, set aside with its reason.
+``attempt#ATTEMPT``     an activity attempt open for a worker to claim (ATTEMPT
+                        holds its token: :func:`~flowy.core.protocol.attempt_id`),
+                        written before its task is sent; once claimed, when it
+                        started, how many times, and when it last heartbeated.
+``done#ATTEMPT``        the attempt has an outcome in the history (timers and
+                        workers check it before timing out or running it again).
+``bad#ID``              an inbox item set aside with its reason: it did not
+                        decode, or the decider refused it (a wrong token, a
+                        timer not due).
 
 Inbox items, and a ``sent`` item whose run has a timer pending, carry
 ``wake`` (a shard, from the run id) and ``due`` (when the fact came, or the
@@ -41,7 +46,7 @@ from typing import Any, cast
 
 from ...core.errors import ConfigurationError, ErrorInfo, HistoryError, PayloadError, ServiceError
 from ...core.events import FACT_TYPES, Event, Fact, event_from_dict, event_to_dict
-from ...core.protocol import fact_id, late_id, outcome_key
+from ...core.protocol import Beat, fact_id, late_id, outcome_attempt
 from ...core.runs import IN_HISTORY, OPEN, Batch, RunRecord
 from .payloads import Payloads
 
@@ -91,9 +96,9 @@ class DynamoStore:
             "pk": {"S": run.run_id}, "sk": {"S": "run"}, "ref": {"S": run.workflow},
             "workflow": {"S": run.name}, "status": {"S": run.status},
             "input": self._pack(run.input), "started_at": {"N": repr(run.started_at)}}
-        for name in ("workflow_id", "parent_run", "parent_key", "prev_run"):
+        for name in ("workflow_id", "parent_run", "parent_key", "parent_token", "prev_run"):
             value = getattr(run, name)
-            if value is not None:
+            if value:
                 item[name] = {"S": value}
         return self._put_new(item)
 
@@ -113,7 +118,8 @@ class DynamoStore:
             result=self._unpack(item["result"]) if "result" in item else None,
             error=None if error is None else ErrorInfo.from_dict(json.loads(error)),
             workflow_id=text("workflow_id"), parent_run=text("parent_run"),
-            parent_key=text("parent_key"), next_run=text("next_run"),
+            parent_key=text("parent_key"), parent_token=text("parent_token") or "",
+            next_run=text("next_run"),
             prev_run=text("prev_run"))
 
     def close_run(self, run_id: str, status: str, at: float, *, result: str | None = None,
@@ -180,11 +186,7 @@ class DynamoStore:
     def delete_run(self, run: RunRecord) -> int:
         if run.status == OPEN:
             raise ConfigurationError(f"run {run.run_id} is open: only closed runs are deleted")
-        pages = self._db.get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": run.run_id}},
-            ProjectionExpression="pk, sk")
-        keys = [item for page in pages for item in page["Items"] if item["sk"]["S"] != "run"]
+        keys = [key for key in self._keys(run.run_id) if key["sk"]["S"] != "run"]
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
         if run.workflow_id is not None:  # free the id, unless a later run holds it
             try:
@@ -198,6 +200,35 @@ class DynamoStore:
         self._db.delete_item(TableName=self.table,
                              Key={"pk": {"S": run.run_id}, "sk": {"S": "run"}})
         return len(keys) + 1
+
+    def orphans(self) -> Iterator[str]:
+        # A scan of keys only: an operator's command, not the engine's.
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self.table, ProjectionExpression="pk, sk", ConsistentRead=True)
+        runs, with_record = set(), set()
+        for page in pages:
+            for item in page["Items"]:
+                run_id, sort_key = item["pk"]["S"], item["sk"]["S"]
+                if sort_key == "run":
+                    with_record.add(run_id)
+                elif sort_key != "wfid":
+                    runs.add(run_id)
+        return iter(sorted(runs - with_record))
+
+    def delete_orphan(self, run_id: str) -> int:
+        keys = list(self._keys(run_id))
+        if any(key["sk"]["S"] in ("run", "wfid") for key in keys):
+            return 0
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        return len(keys)
+
+    def _keys(self, run_id: str) -> Iterator[dict[str, Any]]:
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": run_id}},
+            ProjectionExpression="pk, sk", ConsistentRead=True)
+        for page in pages:
+            yield from page["Items"]
 
     def wait_closed(self, run_id: str, timeout: float) -> None:
         time.sleep(max(0.0, min(timeout, POLL_INTERVAL)))
@@ -216,6 +247,14 @@ class DynamoStore:
         return self._put_new({"pk": {"S": run_id}, "sk": {"S": f"batch#{version:010d}"},
                               "events": self._pack(payload), "committed_at": {"N": repr(at)}})
 
+    def latest_version(self, run_id: str) -> int:
+        last = self._db.query(
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+            ExpressionAttributeValues={":pk": {"S": run_id}, ":b": {"S": "batch#"}},
+            ScanIndexForward=False, Limit=1, ProjectionExpression="sk", ConsistentRead=True
+        )["Items"]
+        return int(last[0]["sk"]["S"].partition("#")[2]) if last else 0
+
     def sent_version(self, run_id: str) -> int:
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,
                                  Key={"pk": {"S": run_id}, "sk": {"S": "sent"}}).get("Item")
@@ -227,7 +266,7 @@ class DynamoStore:
         return self._put_new(self._fact_item(run_id, fact_id(fact), fact))
 
     def add_outcome(self, run_id: str, fact: Fact) -> bool:
-        key = outcome_key(fact)
+        key = outcome_attempt(fact)
         if key is None:
             raise ValueError(f"{type(fact).__name__} is not an attempt's outcome")
         # The first outcome is stored under the attempt's key alone, so that
@@ -266,14 +305,22 @@ class DynamoStore:
         facts.sort(key=lambda pair: pair[1].at)
         return facts
 
+    def set_aside(self, run_id: str, refused: Sequence[tuple[str, str]]) -> None:
+        for sort_key, reason in refused:
+            item = self._db.get_item(TableName=self.table, ConsistentRead=True,
+                                     Key={"pk": {"S": run_id}, "sk": {"S": sort_key}}
+                                     ).get("Item")
+            if item is not None:
+                self._set_aside(item, reason)
+
     def _set_aside(self, item: dict[str, Any], reason: str) -> None:
-        """Move a malformed inbox item to ``bad#...`` with the reason (out of the
-        wake index too): there for an operator to see, and for purge."""
+        """Move an inbox item to ``bad#...`` with the reason (out of the wake
+        index too): there for an operator to see, and for purge."""
         sort_key = item["sk"]["S"]
         bad = {name: value for name, value in item.items() if name not in ("wake", "due")}
         bad["sk"] = {"S": "bad#" + sort_key.removeprefix("fact#")}
         bad["reason"] = {"S": reason[:1000]}
-        log.warning("run %s: inbox item %s is malformed, set aside as %s: %s",
+        log.warning("run %r: inbox item %r set aside as %r: %s",
                     item["pk"]["S"][:100], sort_key[:100], bad["sk"]["S"][:100], reason[:300])
         self._db.put_item(TableName=self.table, Item=bad)
         self._db.delete_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]})
@@ -285,7 +332,7 @@ class DynamoStore:
         for sort_key, fact in consumed:
             requests.append({"DeleteRequest": {"Key": {"pk": {"S": run_id},
                                                        "sk": {"S": sort_key}}}})
-            key = outcome_key(fact)
+            key = outcome_attempt(fact)
             if key is not None and key not in done:  # a batch can't put one key twice
                 done.add(key)
                 requests.append({"PutRequest": {"Item": {"pk": {"S": run_id},
@@ -333,44 +380,71 @@ class DynamoStore:
 
     # -- attempts -------------------------------------------------------------
 
-    def outcome_of(self, run_id: str, key: str) -> str | None:
+    def open_attempts(self, run_id: str, attempts: Sequence[str], *, again: bool = False
+                      ) -> None:
+        if again:  # rare (a batch sent again): each one kept if it is there
+            for attempt in attempts:
+                self._put_new(self._attempt_key(run_id, attempt))
+            return
+        self._batch_write([{"PutRequest": {"Item": self._attempt_key(run_id, attempt)}}
+                           for attempt in attempts])
+
+    def close_attempts(self, run_id: str, attempts: Sequence[str]) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": self._attempt_key(run_id, attempt)}}
+                           for attempt in attempts])
+
+    def claim(self, run_id: str, attempt: str, at: float, *, again: bool = False) -> int | None:
+        # One conditional write: the attempt must be open (so its run is
+        # known, and its token right), and, unless again, not started.
+        condition = "attribute_exists(pk)" + ("" if again else " AND attribute_not_exists(starts)")
+        try:
+            reply = self._db.update_item(
+                TableName=self.table, Key=self._attempt_key(run_id, attempt),
+                UpdateExpression="SET started_at = :at, last_beat = :at ADD starts :one",
+                ConditionExpression=condition,
+                ExpressionAttributeValues={":at": {"N": repr(at)}, ":one": {"N": "1"}},
+                ReturnValues="UPDATED_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except self._conditional_failed as exc:
+            return 0 if exc.response.get("Item") else None
+        return int(reply["Attributes"]["starts"]["N"])
+
+    def outcome_of(self, run_id: str, attempt: str) -> str | None:
         response = self._db.batch_get_item(RequestItems={self.table: {
             "Keys": [{"pk": {"S": run_id}, "sk": {"S": sk}}
-                     for sk in (f"fact#{key}", f"done#{key}")],
+                     for sk in (f"fact#{attempt}", f"done#{attempt}")],
             "ConsistentRead": True, "ProjectionExpression": "sk, #t",
             "ExpressionAttributeNames": {"#t": "type"}}})
         items = {item["sk"]["S"]: item for item in response["Responses"].get(self.table, [])}
-        if f"done#{key}" in items:
+        if f"done#{attempt}" in items:
             return IN_HISTORY
-        waiting = items.get(f"fact#{key}")
+        waiting = items.get(f"fact#{attempt}")
         return None if waiting is None else str(waiting["type"]["S"])
 
-    def record_beat(self, run_id: str, key: str, at: float, details: str | None = None,
-                    *, start: bool = False) -> None:
-        sets = ["last_beat = :at"] + (["started_at = :at"] if start else [])
-        values: dict[str, Any] = {":at": {"N": repr(at)}}
+    def record_beat(self, run_id: str, attempt: str, at: float, details: str | None = None
+                    ) -> None:
+        sets, values = ["last_beat = :at"], {":at": {"N": repr(at)}}
         if details is not None:
             sets.append("details = :d")
             values[":d"] = {"S": details}
-        self._db.update_item(TableName=self.table,
-                             Key={"pk": {"S": run_id}, "sk": {"S": f"beat#{key}"}},
-                             UpdateExpression="SET " + ", ".join(sets),
-                             ExpressionAttributeValues=values)
+        try:
+            self._db.update_item(TableName=self.table, Key=self._attempt_key(run_id, attempt),
+                                 UpdateExpression="SET " + ", ".join(sets),
+                                 ConditionExpression="attribute_exists(starts)",
+                                 ExpressionAttributeValues=values)
+        except self._conditional_failed:
+            pass  # withdrawn: its run closed
 
-    def get_beat(self, run_id: str, key: str) -> tuple[float, str | None] | None:
+    def get_beat(self, run_id: str, attempt: str) -> Beat | None:
         item = self._db.get_item(TableName=self.table, ConsistentRead=True,
-                                 Key={"pk": {"S": run_id}, "sk": {"S": f"beat#{key}"}}
-                                 ).get("Item")
-        if item is None:
+                                 Key=self._attempt_key(run_id, attempt)).get("Item")
+        if item is None or "started_at" not in item:
             return None
-        return float(item["last_beat"]["N"]), item.get("details", {}).get("S")
+        return Beat(float(item["started_at"]["N"]), float(item["last_beat"]["N"]),
+                    item.get("details", {}).get("S"))
 
-    def count_restart(self, run_id: str, key: str) -> int:
-        reply = self._db.update_item(
-            TableName=self.table, Key={"pk": {"S": run_id}, "sk": {"S": f"restarts#{key}"}},
-            UpdateExpression="ADD restarts :one", ExpressionAttributeValues={":one": {"N": "1"}},
-            ReturnValues="UPDATED_NEW")
-        return int(reply["Attributes"]["restarts"]["N"])
+    @staticmethod
+    def _attempt_key(run_id: str, attempt: str) -> dict[str, Any]:
+        return {"pk": {"S": run_id}, "sk": {"S": f"attempt#{attempt}"}}
 
     # -- plumbing -------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 It keeps the DynamoDB table's items under the same names, so that the two
 stores can be read side by side: per run, its record, its batches, ``sent``,
-the inbox's ``fact#ID`` items, ``done#KEY`` marks and ``beat#KEY`` items, and
+the inbox's ``fact#ID`` items, ``done#ATTEMPT`` marks and ``attempt#ATTEMPT`` items, and
 per workflow id the run it is bound to.  Events are kept as the frozen
 objects they are, never serialised: the simulation runs many thousands of
 decisions.  One lock makes every method atomic, as every DynamoDB write is.
@@ -18,11 +18,19 @@ from dataclasses import dataclass, field
 
 from ...core.errors import ConfigurationError, ErrorInfo
 from ...core.events import Event, Fact
-from ...core.protocol import fact_id, late_id, outcome_key
+from ...core.protocol import Beat, fact_id, late_id, outcome_attempt
 from ...core.runs import IN_HISTORY, OPEN, Batch, RunRecord
 from ..clocks import MemoryClock
 
 FACT = "fact#"  # the prefix of inbox item keys, as in the DynamoDB table
+
+
+@dataclass
+class _Attempt:
+    """An ``attempt#ATTEMPT`` item: open for a worker to claim, then its starts and beats."""
+
+    starts: int = 0
+    beat: Beat | None = None
 
 
 @dataclass
@@ -37,9 +45,14 @@ class _Run:
     # and written again goes to the end, as a new arrival should).
     inbox: dict[str, Fact] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
-    beats: dict[str, tuple[float | None, float, str | None]] = field(default_factory=dict)
-    restarts: dict[str, int] = field(default_factory=dict)
+    attempts: dict[str, _Attempt] = field(default_factory=dict)
+    bad: dict[str, tuple[Fact, str]] = field(default_factory=dict)  # facts set aside, why
     wake: float | None = None  # the ``sent`` item's wake-up time, if it has one
+
+    def count(self) -> int:
+        """How many DynamoDB items these would be."""
+        return (len(self.batches) + (self.sent is not None) + len(self.inbox) + len(self.done)
+                + len(self.attempts) + len(self.bad))
 
 
 class MemoryStore:
@@ -129,16 +142,23 @@ class MemoryStore:
                 raise ConfigurationError(
                     f"run {run.run_id} is open: only closed runs are deleted")
             items = self._items.pop(run.run_id, None)
-            count = 0
-            if items is not None:
-                count = (len(items.batches) + (items.sent is not None) + len(items.inbox)
-                         + len(items.done) + len(items.beats) + len(items.restarts))
+            count = 0 if items is None else items.count()
             if run.workflow_id is not None and \
                     self._workflow_ids.get(run.workflow_id) == run.run_id:
                 del self._workflow_ids[run.workflow_id]  # unless a later run holds it
             if self._records.pop(run.run_id, None) is not None:
                 count += 1
             return count
+
+    def orphans(self) -> Iterator[str]:
+        with self._lock:
+            return iter([run_id for run_id in self._items if run_id not in self._records])
+
+    def delete_orphan(self, run_id: str) -> int:
+        with self._lock:
+            if run_id in self._records or run_id not in self._items:
+                return 0
+            return self._items.pop(run_id).count()
 
     def wait_closed(self, run_id: str, timeout: float) -> None:
         """Return once ``run_id`` is closed, or after ``timeout`` seconds of the clock."""
@@ -174,6 +194,11 @@ class MemoryStore:
             batches.append(Batch(version, list(events), at))
             return True
 
+    def latest_version(self, run_id: str) -> int:
+        with self._lock:
+            items = self._items.get(run_id)
+            return len(items.batches) if items is not None else 0
+
     def sent_version(self, run_id: str) -> int:
         with self._lock:
             items = self._items.get(run_id)
@@ -193,12 +218,12 @@ class MemoryStore:
     def add_outcome(self, run_id: str, fact: Fact) -> bool:
         """First outcome wins, as in :meth:`flowy.backends.aws.store.DynamoStore.add_outcome`.
 
-        The first outcome waits under ``fact#KEY``; while it waits, an outcome
-        of another type goes to ``fact#KEY#late#TYPE`` and one of the same type
-        is dropped.  (As there, once the first is consumed its item is gone,
-        and the next outcome takes ``fact#KEY`` again: the workflow ignores an
-        outcome of an attempt it no longer waits for.)"""
-        key = outcome_key(fact)
+        The first outcome waits under ``fact#ATTEMPT``; while it waits, an
+        outcome of another type goes to ``fact#ATTEMPT#late#TYPE`` and one of
+        the same type is dropped.  (As there, once the first is consumed its
+        item is gone, and the next outcome takes ``fact#ATTEMPT`` again: the
+        workflow ignores an outcome of an attempt it no longer waits for.)"""
+        key = outcome_attempt(fact)
         if key is None:
             raise ValueError(f"not an attempt's outcome: {fact!r}")
         item_key = FACT + key
@@ -230,12 +255,28 @@ class MemoryStore:
             inbox, done = items.inbox, items.done
             for item_key, fact in consumed:
                 inbox.pop(item_key, None)
-                key = outcome_key(fact)
-                if key is not None:
-                    done.add(key)
+                attempt = outcome_attempt(fact)
+                if attempt is not None:
+                    done.add(attempt)
             if sent_version is not None:
                 items.sent = sent_version  # overwritten, as the DynamoDB put does
                 items.wake = wake
+
+    def set_aside(self, run_id: str, refused: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            items = self._items.get(run_id)
+            if items is None:
+                return
+            for item_key, reason in refused:
+                fact = items.inbox.pop(item_key, None)
+                if fact is not None:
+                    items.bad[item_key] = (fact, reason)
+
+    def set_aside_items(self) -> list[tuple[str, str, str]]:
+        """``(run id, item key, reason)`` of every fact set aside, for checks."""
+        with self._lock:
+            return [(run_id, item_key, reason) for run_id, items in self._items.items()
+                    for item_key, (_fact, reason) in items.bad.items()]
 
     def set_wake(self, run_id: str, version: int, wake: float | None) -> None:
         with self._lock:
@@ -257,34 +298,56 @@ class MemoryStore:
 
     # -- attempts -------------------------------------------------------------
 
-    def outcome_of(self, run_id: str, key: str) -> str | None:
+    def open_attempts(self, run_id: str, attempts: Sequence[str], *, again: bool = False
+                      ) -> None:
+        with self._lock:
+            held = (self._items.get(run_id) or self._run(run_id)).attempts
+            for attempt in attempts:
+                if not again or attempt not in held:
+                    held[attempt] = _Attempt()
+
+    def close_attempts(self, run_id: str, attempts: Sequence[str]) -> None:
+        with self._lock:
+            items = self._items.get(run_id)
+            if items is None:
+                return
+            for attempt in attempts:
+                items.attempts.pop(attempt, None)
+
+    def claim(self, run_id: str, attempt: str, at: float, *, again: bool = False) -> int | None:
+        with self._lock:
+            items = self._items.get(run_id)
+            held = None if items is None else items.attempts.get(attempt)
+            if held is None:
+                return None
+            if held.starts and not again:
+                return 0
+            held.starts += 1
+            held.beat = Beat(at, at)
+            return held.starts
+
+    def outcome_of(self, run_id: str, attempt: str) -> str | None:
         with self._lock:
             items = self._items.get(run_id)
             if items is None:
                 return None
-            if key in items.done:
+            if attempt in items.done:
                 return IN_HISTORY
-            waiting = items.inbox.get(FACT + key)
+            waiting = items.inbox.get(FACT + attempt)
             return None if waiting is None else type(waiting).__name__
 
-    def record_beat(self, run_id: str, key: str, at: float, details: str | None = None,
-                    *, start: bool = False) -> None:
-        """As the DynamoDB update: the item is made if missing, and details
-        are kept from the last beat that had some."""
-        with self._lock:
-            beats = (self._items.get(run_id) or self._run(run_id)).beats
-            started, _, old_details = beats.get(key, (None, at, None))
-            beats[key] = (at if start else started, at,
-                          old_details if details is None else details)
-
-    def get_beat(self, run_id: str, key: str) -> tuple[float, str | None] | None:
+    def record_beat(self, run_id: str, attempt: str, at: float, details: str | None = None
+                    ) -> None:
+        """As the DynamoDB update: details are kept from the last beat that had some."""
         with self._lock:
             items = self._items.get(run_id)
-            beat = None if items is None else items.beats.get(key)
-            return None if beat is None else (beat[1], beat[2])
+            held = None if items is None else items.attempts.get(attempt)
+            if held is not None and held.beat is not None:
+                old = held.beat
+                held.beat = Beat(old.started_at, at, old.details if details is None else details)
 
-    def count_restart(self, run_id: str, key: str) -> int:
+    def get_beat(self, run_id: str, attempt: str) -> Beat | None:
         with self._lock:
-            restarts = (self._items.get(run_id) or self._run(run_id)).restarts
-            restarts[key] = count = restarts.get(key, 0) + 1
-            return count
+            items = self._items.get(run_id)
+            held = None if items is None else items.attempts.get(attempt)
+            return None if held is None else held.beat

@@ -9,6 +9,8 @@
   workload says.
 * Every scheduled task ends: each attempt in a closed run's history has an
   outcome, and no message waits in a dead-letter queue.
+* Nothing legitimate is refused: in a world without forgers, no fact is
+  set aside (a decider judging on a stale history would refuse real ones).
 
 Each check returns what it found wrong, as sentences, so that the report of
 a failing seed says what broke, not only that something did.
@@ -108,3 +110,9 @@ def check_dead_letters(backend: MemoryBackend, task_queues: Iterable[str]) -> li
     return [f"a message on {queue} was dead-lettered ({reason}): {body[:160]}"
             for queue in (DECISIONS, TIMERS, *task_queues)
             for body, reason in backend.queues.dead_letters(queue)]
+
+
+def check_set_aside(backend: MemoryBackend) -> list[str]:
+    """No fact was refused: every fact in a simulated world is genuine."""
+    return [f"run {run_id}: a genuine fact was set aside as {item}: {reason}"
+            for run_id, item, reason in backend.store.set_aside_items()]

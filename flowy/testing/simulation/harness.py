@@ -44,7 +44,13 @@ from ...core.errors import SimulatedCrash
 from ...declaration import Registry
 from ...worker.decider import OVERDUE_LEASES, Decider
 from ...worker.worker import ActivityWorker
-from .checks import check_dead_letters, check_results, check_runs, scheduled_attempts
+from .checks import (
+    check_dead_letters,
+    check_results,
+    check_runs,
+    check_set_aside,
+    scheduled_attempts,
+)
 from .workload import Executions, Start, declare
 
 LEASE = 30.0
@@ -266,7 +272,8 @@ class World:
         report.executions = sum(self.executions.runs.values())
         report.attempts = scheduled_attempts(self.client)
         report.violations += (check_runs(self.client) + check_results(self.client, started)
-                              + check_dead_letters(self.backend, self.task_queues))
+                              + check_dead_letters(self.backend, self.task_queues)
+                              + check_set_aside(self.backend))
         report.crashes = sum(report.crashed_at.values())
         report.fingerprint = hashlib.sha256("\n".join(
             [*report.log, *report.violations]).encode()).hexdigest()[:16]
