@@ -27,6 +27,7 @@ from flowy import RetryPolicy, RunHandle, TaskError, Workflow
 from flowy.backends.aws.sqs import REASON_ATTRIBUTE
 from flowy.backends.base import DECISIONS, Outgoing, task_queue
 from flowy.core.events import TaskScheduled, TimerStarted, WorkflowStarted, event_to_dict
+from flowy.core.protocol import attempt_id
 from flowy.core.runs import RunRecord
 from flowy.worker.inbox import start_run
 from flowy.worker.worker import ActivityWorker
@@ -243,8 +244,12 @@ class Attack:
         return found[0]  # type: ignore[no-any-return]
 
     def started(self, run: str, key: str) -> None:
-        """Wait until attempt ``key`` of ``run`` has started on a worker."""
-        wait_for(lambda: self.backend.store.get_beat(run, key), WAIT, f"attempt {key} to start")
+        """Wait until attempt ``key`` of ``run`` has started on a worker (its
+        claim, under the attempt's token, which the history has)."""
+        [token] = [e.token for e in self.history(run)
+                   if isinstance(e, TaskScheduled) and e.key == key]
+        wait_for(lambda: self.backend.store.get_beat(run, attempt_id(key, token)), WAIT,
+                 f"attempt {key} to start")
 
     # -- playing the worker of task list "manual" -------------------------------------
 

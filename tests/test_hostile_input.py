@@ -32,7 +32,6 @@ from flowy.core.events import TaskTimedOut
 from tests import hostile_input as H
 from tests.aws_support import wait_for
 from tests.hostile_input import (
-    PENDING,
     TASKS,
     VENV,
     Attack,
@@ -71,7 +70,7 @@ def _(attack: Attack) -> str:
 
 @row("decisions: unknown run", backends=("memory", "aws"))
 def _(attack: Attack, run: str) -> None:
-    line = f"notification for unknown run {run} dropped"
+    line = f"notification for unknown run {run!r} dropped"
     wait_for(lambda: line in attack.logs(), H.PROMPTLY, "the log line")
     assert [b for b, _ in attack.dead_letters(DECISIONS) if run in b] == []
 
@@ -109,9 +108,7 @@ def _(attack: Attack) -> str:
     return run
 
 
-@row("decisions: run of an undeclared workflow", backends=("memory", "aws"),
-     pending=PENDING + "a run of an undeclared workflow is dead-lettered at once, with its "
-     "reason (on main: after 5 failed decisions, one lease apart)")
+@row("decisions: run of an undeclared workflow", backends=("memory", "aws"))
 def _(attack: Attack, run: str) -> None:
     _, reason = attack.dead_letter(DECISIONS, lambda b, _r: run in b)
     assert "ghost@1" in reason
@@ -167,8 +164,7 @@ def _(attack: Attack) -> tuple[str, str]:
     return run, tag
 
 
-@row("tasks: unknown run", backends=("memory", "aws"),
-     pending=PENDING + "a task for an unknown run must not run, nor leave items")
+@row("tasks: unknown run", backends=("memory", "aws"))
 def _(attack: Attack, sent: tuple[str, str]) -> None:
     run, tag = sent
     assert attack.ran(tag) == 0
@@ -184,9 +180,7 @@ def _(attack: Attack) -> Any:
     return victim
 
 
-@row("tasks: unknown activity, fresh key, real open run",
-     pending=PENDING + "no outcome is written for an unscheduled key; the message is "
-     "dead-lettered with its reason")
+@row("tasks: unknown activity, fresh key, real open run")
 def _(attack: Attack, victim: Any) -> None:
     assert attack.backend.store.outcome_of(victim.run_id, "bogus-1") is None
     assert [e for e in attack.history(victim.run_id) if getattr(e, "key", "") == "bogus-1"] == []
@@ -199,8 +193,7 @@ def _(attack: Attack) -> Any:
     return H.tampered(attack, "T5-duplicate", copies=2)
 
 
-@row("tasks: the same task message twice",
-     pending="issue 10 item 1: an attempt is claimed before it runs")
+@row("tasks: the same task message twice")
 def _(attack: Attack, victim: Any) -> None:
     assert victim.result(timeout=H.WAIT) == 1
     assert attack.ran("T5-duplicate") == 1
@@ -281,8 +274,7 @@ def _(attack: Attack) -> tuple[Any, int, str]:
     return victim, events, key
 
 
-@row("tasks: task for a closed run",
-     pending=PENDING + "a task for a closed run must not run, nor leave items")
+@row("tasks: task for a closed run")
 def _(attack: Attack, sent: tuple[Any, int, str]) -> None:
     victim, events, key = sent
     assert attack.ran("T9-closed") == 1
@@ -298,8 +290,7 @@ def _(attack: Attack) -> Any:
     return victim
 
 
-@row("tasks: forged input under a live attempt's key",
-     pending="issue 10 item 1: an outcome must carry its attempt's token")
+@row("tasks: forged input under a live attempt's key")
 def _(attack: Attack, victim: Any) -> None:
     assert victim.result(timeout=H.WAIT) == "slow real"
 
@@ -331,8 +322,7 @@ def _(attack: Attack) -> Any:
     return victim
 
 
-@row("timers: forged timer of a real run",
-     pending=PENDING + "a timer fires only when the history has it due")
+@row("timers: forged timer of a real run")
 def _(attack: Attack, victim: Any) -> None:
     assert attack.client.status(victim.run_id).status == "open"
     H.assert_approved(attack, victim)
@@ -345,8 +335,7 @@ def _(attack: Attack) -> Any:
     return victim
 
 
-@row("timers: forged start-to-close of a live attempt",
-     pending=PENDING + "a timeout is due by the attempt's recorded start and its limit")
+@row("timers: forged start-to-close of a live attempt")
 def _(attack: Attack, victim: Any) -> None:
     assert victim.result(timeout=H.WAIT) == "slow timed"
     assert [e for e in attack.history(victim.run_id) if isinstance(e, TaskTimedOut)] == []
@@ -368,8 +357,7 @@ def _(attack: Attack) -> str:
     return run
 
 
-@row("timers: timer of an unknown run", backends=("memory", "aws"),
-     pending=PENDING + "a timer for an unknown run is dropped without writing")
+@row("timers: timer of an unknown run", backends=("memory", "aws"))
 def _(attack: Attack, run: str) -> None:
     H.assert_no_items(attack, run, "sleep-0")
 

@@ -269,10 +269,7 @@ class ActivityWorker:
         try:
             task: TaskMessage = parse(TaskMessage, message.body)  # type: ignore[assignment]
         except MalformedMessage as exc:
-            log.error("message %s on %s is malformed, moved to the dead-letter queue: %s",
-                      message.id, queue, exc)
-            self._held.let_go(queue, message.receipt)
-            self.backend.queues.dead_letter(queue, message, str(exc))
+            self._dead_letter(queue, message, exc)
             return
         try:
             news = self._attempt(task, message.receive_count)
@@ -283,6 +280,8 @@ class ActivityWorker:
             self.backend.checkpoint("worker.notified")
             self._held.let_go(queue, message.receipt)  # no extension of what is acknowledged
             self._acknowledge((queue, message.receipt))
+        except MalformedMessage as exc:  # it parses, but names no attempt to run
+            self._dead_letter(queue, message, exc)
         except UNCONTAINED:
             raise
         except BaseException:  # noqa: BLE001 - one attempt's trouble must not end the worker
@@ -290,6 +289,11 @@ class ActivityWorker:
                           "come back", task.key, task.run)
         finally:
             self._held.let_go(queue, message.receipt)
+
+    def _dead_letter(self, queue: str, message: Received, exc: MalformedMessage) -> None:
+        log.error("message %s on %s moved to the dead-letter queue: %s", message.id, queue, exc)
+        self._held.let_go(queue, message.receipt)
+        self.backend.queues.dead_letter(queue, message, str(exc))
 
     def _attempt(self, task: TaskMessage, deliveries: int) -> str | None:
         """Claim the attempt, run it and record its outcome; the news to notify, if any."""
@@ -301,7 +305,7 @@ class ActivityWorker:
                 return news or None
         starts = self.store.claim(task.run, attempt, self.backend.clock.now(), again=again)
         if starts is None:
-            self._drop_unclaimable(task)
+            self._not_open(task)
             return None
         if starts == 0:  # a second message of the attempt (sent again, or a duplicate)
             news = self._ended(task, attempt)
@@ -315,18 +319,21 @@ class ActivityWorker:
         self.backend.checkpoint("worker.reported")
         return fact_id(fact)
 
-    def _drop_unclaimable(self, task: TaskMessage) -> None:
-        """Say why a task whose attempt is not open is dropped, unrun: its run
-        closed (the usual case: tasks still queued when it did), or the
-        message names no attempt the engine scheduled."""
+    def _not_open(self, task: TaskMessage) -> None:
+        """A task whose attempt is not open is not run.  If its run closed (the
+        usual case: tasks still queued when it did), it is dropped; if not,
+        it names no attempt the engine scheduled (stale, forged, or of
+        another deployment's table), and goes to the dead-letter queue."""
         record = self.store.get_run(task.run)
         if record is not None and record.status != OPEN:
             log.info("task %r of run %r dropped: the run is %s", task.key, task.run,
                      record.status)
-        else:
-            log.warning("task %r of run %r dropped: no such attempt is open (%s); a message "
-                        "that is stale, forged or for another deployment",
-                        task.key, task.run, "no such run" if record is None else "run open")
+            return
+        raise MalformedMessage(
+            f"task {task.key!r} of run {task.run!r} ({task.workflow} {task.dependency}) names "
+            "no open attempt: " + ("no such run" if record is None else
+                                   "the run scheduled no such attempt, or not with this token")
+            + "; not run")
 
     def _ended(self, task: TaskMessage, attempt: str) -> str | None:
         """If the attempt has ended, the news of its outcome to notify again
