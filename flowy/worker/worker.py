@@ -99,12 +99,13 @@ class ActivityWorker:
         self._notify: Callable[[Outgoing], None]
         self._acknowledge: Callable[[tuple[str, str]], None]  # (queue, receipt)
         self._acknowledgements: Deferred[tuple[str, str]] | None = None
-        if backend.remote:  # a moment's wait gathers many attempts' requests into one
+        if backend.remote:  # many attempts' requests go in one (see .batching)
             notifications: Batcher[Outgoing] = Batcher(
-                lambda batch: backend.queues.send(DECISIONS, batch), max_delay=0.005)
-            # Nobody waits on an acknowledgement: they go half a second late,
-            # ten at a time, even from one attempt after another.
-            self._acknowledgements = Deferred(self._acknowledge_all, max_delay=0.5)
+                lambda batch: backend.queues.send(DECISIONS, batch))
+            # Nobody waits on an acknowledgement: they go up to 2 s late (a
+            # lease is far longer), ten at a time, even from one attempt after
+            # another.
+            self._acknowledgements = Deferred(self._acknowledge_all, max_delay=2.0)
             self._notify, self._acknowledge = (notifications.submit,
                                                self._acknowledgements.submit)
         else:  # in memory a request costs nothing, and waiting would only add latency
