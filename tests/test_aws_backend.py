@@ -610,7 +610,7 @@ class ScriptedSQS:
         return call
 
 
-URL = {"QueueUrl": "https://sqs/x/flowy-x-tasks-default"}
+URL = {"QueueUrl": "https://sqs/x/flowy-x--tasks-default"}
 OK: dict[str, Any] = {"Successful": [], "Failed": []}
 
 
@@ -637,7 +637,7 @@ def test_partially_failed_sends_are_retried() -> None:
     queues.send(TASKS, [Outgoing("a"), Outgoing("b"), Outgoing("c")])
     assert [name for name, _ in client.calls] == ["get_queue_url", "send_message_batch",
                                                   "send_message_batch"]
-    assert client.calls[0][1] == {"QueueName": "flowy-x-tasks-default"}
+    assert client.calls[0][1] == {"QueueName": "flowy-x--tasks-default"}
     assert [e["MessageBody"] for e in client.calls[1][1]["Entries"]] == ["a", "b", "c"]
     assert client.calls[2][1]["Entries"] == [{"Id": "1", "MessageBody": "b"}]
 

@@ -20,8 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ...core.errors import ConfigurationError
 from ..base import DECISIONS, DEFAULT_MAX_RECEIVES, TASKS, TIMERS
 
-_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
-_TASK_LIST = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+# A namespace is words of a-z0-9 joined by single '-' (no "--", no '-' at
+# either end), and task queues are flowy-NS--tasks-TASKLIST: the first "--"
+# of a queue name ends its namespace, so that an IAM pattern
+# flowy-NS--tasks-* can't match a queue of another namespace (with prod-tasks-x
+# allowed, flowy-prod-tasks-* matched flowy-prod-tasks-x-decisions.fifo).
+# infra/*.yaml hold the same patterns.
+NAMESPACE_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+NAMESPACE_MAX = 30
+# Not ending in -dlq: the queue of task list "x-dlq" would be the dead-letter
+# queue of task list "x", and IAM patterns tell them apart by that suffix.
+TASK_LIST_PATTERN = r"^(?!.*-dlq$)[A-Za-z0-9_-]{1,40}$"
+TASK_SEPARATOR = "--tasks-"
+QUEUE_NAME_MAX = 80  # characters, SQS's limit
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
+_TASK_LIST = re.compile(TASK_LIST_PATTERN)
 
 DEFAULT_TASK_LIST = "default"
 FALLBACK_REGION = "us-east-1"
@@ -47,15 +60,15 @@ def check_task_list(name: str) -> str:
     if not _TASK_LIST.match(name):
         raise ConfigurationError(
             f"task list {name!r} can't name an SQS queue: use 1 to 40 letters, digits, "
-            "'-' or '_'")
+            "'-' or '_', not ending in '-dlq' (the suffix of dead-letter queues)")
     return name
 
 
 class AWSSettings(BaseModel):
     """How to reach one namespace of Flowy resources.
 
-    ``namespace`` prefixes every resource name (lower-case letters, digits and
-    '-', at most 30 characters).  ``bucket`` holds payloads too large for a
+    ``namespace`` prefixes every resource name (at most 30 lower-case letters,
+    digits and single '-' between them).  ``bucket`` holds payloads too large for a
     queue message or a table item; S3 bucket names are global, so set it when
     deploying to a real account.
     """
@@ -77,10 +90,10 @@ class AWSSettings(BaseModel):
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:
-        if not _NAMESPACE.match(value):
+        if len(value) > NAMESPACE_MAX or not _NAMESPACE.match(value):
             raise ValueError(
-                f"namespace {value!r} must be 1 to 30 lower-case letters, digits or '-', "
-                "starting with a letter or digit")
+                f"namespace {value!r} must be 1 to {NAMESPACE_MAX} lower-case letters, digits "
+                "or '-', with no '--' and no '-' at either end")
         return value
 
     @classmethod
@@ -127,7 +140,13 @@ class AWSSettings(BaseModel):
         return f"{self.prefix}-timers"
 
     def task_queue(self, task_list: str) -> str:
-        return f"{self.prefix}-tasks-{check_task_list(task_list)}"
+        name = f"{self.prefix}{TASK_SEPARATOR}{check_task_list(task_list)}"
+        if len(self.dead_letter_queue(name)) > QUEUE_NAME_MAX:
+            raise ConfigurationError(
+                f"task list {task_list!r} is too long for namespace {self.namespace!r}: its "
+                f"dead-letter queue {self.dead_letter_queue(name)} would be over SQS's "
+                f"{QUEUE_NAME_MAX} characters")
+        return name
 
     def queue_name(self, logical: str) -> str:
         """The SQS queue behind one of the engine's logical queue names
