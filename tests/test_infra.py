@@ -41,7 +41,7 @@ POLICY_ACTIONS = {  # least privilege: exactly these, on the namespace's resourc
     "decider": "dynamodb:GetItem PutItem UpdateItem DeleteItem Query BatchWriteItem BatchGetItem "
                "sqs:ReceiveMessage DeleteMessage ChangeMessageVisibility SendMessage GetQueueUrl "
                "s3:GetObject PutObject",
-    "worker": "dynamodb:PutItem UpdateItem ConditionCheckItem GetItem BatchGetItem "
+    "worker": "dynamodb:PutItem UpdateItem GetItem BatchGetItem "
               "sqs:ReceiveMessage DeleteMessage ChangeMessageVisibility GetQueueUrl SendMessage "
               "s3:GetObject PutObject",
     "client": "dynamodb:PutItem GetItem Query Scan sqs:SendMessage GetQueueUrl "

@@ -166,11 +166,14 @@ def test_each_role_may_make_its_requests(recorder: Recorder) -> None:
         list(store.runs()), list(store.runs("w@1"))
         store.read_batches("run-1")
 
-    def worker() -> None:  # start-up check, a redelivered attempt, beats, outcomes
+    def worker() -> None:  # start-up check, claims, a redelivered attempt, beats, outcomes
         store.get_run(RESOURCE_PROBE)
+        assert store.claim("run-1", "a-1", now) == 1
+        assert store.claim("run-1", "a-1", now) == 0
+        assert store.claim("run-1", "no-such-attempt", now) is None
         store.outcome_of("run-1", "a-1")
-        store.count_restart("run-1", "a-1")
-        store.record_beat("run-1", "a-1", now, start=True)
+        assert store.claim("run-1", "a-1", now, again=True) == 2
+        store.get_beat("run-1", "a-1")
         store.record_beat("run-1", "a-1", now, "50%")
         store.add_outcome("run-1", TaskCompleted("a-1", "1", now, at=now))
         store.add_outcome("run-1", TaskCompleted("a-1", "1", now, at=now))  # a duplicate
@@ -179,7 +182,10 @@ def test_each_role_may_make_its_requests(recorder: Recorder) -> None:
     def operator() -> None:  # flowy purge
         assert "run-1" in FlowyClient(backend).purge(time.time() + 1, "w")
 
-    for role, job in (("client", client), ("worker", worker),
+    def schedule() -> None:  # the decider opens an attempt before sending its task
+        store.open_attempts("run-1", ["a-1"])
+
+    for role, job in (("client", client), ("decider", schedule), ("worker", worker),
                       ("decider", lambda: _decide(store, record, now)), ("operator", operator)):
         assert recorder.denied(role, job) == [], role
 
@@ -196,14 +202,20 @@ def _decide(store: Any, record: RunRecord, now: float) -> None:
     store.runs_to_wake(now + 120, 10)
     store.outcome_of(run_id, "a-1")
     store.get_beat(run_id, "a-1")
+    store.latest_version(run_id)
+    store.open_attempts(run_id, ["b-1"], again=True)
+    store.add_fact(run_id, SignalReceived("go", "2", "s-2", at=now))
+    [(item, _)] = [entry for entry in store.read_inbox(run_id) if entry[0].endswith("s-2")]
+    store.set_aside(run_id, [(item, "refused")])
+    store.close_attempts(run_id, ["b-1"])
     store.close_run(run_id, COMPLETED, now, result="1")
 
 
 FORBIDDEN: dict[str, list[str]] = {  # what each role's policy must refuse, by store call
     "worker": ["commit", "close_run", "create_run", "consume", "set_wake", "delete_run",
-               "claim_workflow_id"],
-    "client": ["commit", "close_run", "record_beat", "count_restart", "consume", "set_wake",
-               "delete_run"],
+               "claim_workflow_id", "open_attempts"],
+    "client": ["commit", "close_run", "record_beat", "claim", "consume", "set_wake",
+               "delete_run", "open_attempts"],
     "operator": ["commit", "close_run", "create_run", "add_fact", "read_batches", "get_run",
                  "record_beat"],
     "decider": ["list_runs"],
@@ -223,8 +235,9 @@ def test_a_role_cant_make_anothers_writes(recorder: Recorder, role: str, call: s
         "set_wake": lambda: store.set_wake(run_id, 0, now),
         "delete_run": lambda: store.delete_run(RunRecord(run_id, "w@1", now, status=COMPLETED)),
         "claim_workflow_id": lambda: store.claim_workflow_id(f"other-{run_id}", run_id),
-        "record_beat": lambda: store.record_beat(run_id, "a-1", now, start=True),
-        "count_restart": lambda: store.count_restart(run_id, "a-1"),
+        "record_beat": lambda: store.record_beat(run_id, "a-1", now),
+        "claim": lambda: store.claim(run_id, "a-1", now),
+        "open_attempts": lambda: store.open_attempts(run_id, ["a-1"]),
         "add_fact": lambda: store.add_fact(run_id, SignalReceived("go", "1", "s", at=now)),
         "read_batches": lambda: store.read_batches(run_id),
         "get_run": lambda: store.get_run(run_id),
