@@ -12,9 +12,12 @@ from .core.codec import Codec
 from .core.combinators import finish_order, first, first_n, parallel_reduce, restart, wait
 from .core.errors import (
     ConfigurationError,
+    DecisionLimitError,
     EncodeError,
     FlowyError,
     HistoryError,
+    HistoryLimitError,
+    LimitError,
     LoopDied,
     MalformedMessage,
     NondeterminismError,
@@ -26,6 +29,7 @@ from .core.errors import (
     TaskTimedout,
     UnsupportedFormatError,
 )
+from .core.limits import Limits
 from .core.result import Result
 from .core.spec import RetryPolicy
 from .declaration import Registry, Workflow, load_registry
@@ -38,11 +42,15 @@ __all__ = [
     "Codec",
     "ConfigurationError",
     "DEFAULT_CODEC",
+    "DecisionLimitError",
     "EncodeError",
     "FlowyClient",
     "FlowyError",
     "HistoryError",
+    "HistoryLimitError",
     "JSONCodec",
+    "LimitError",
+    "Limits",
     "LocalWorkflow",
     "LoopDied",
     "MalformedMessage",

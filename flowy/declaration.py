@@ -24,6 +24,7 @@ from .codec import DEFAULT_CODEC
 from .config import check_dependency_name, hinted_types, make_spec, resolve
 from .core.codec import Codec, TypedCodec
 from .core.errors import ConfigurationError
+from .core.limits import DEFAULT_LIMITS, Limits
 from .core.replay import WorkflowDefinition
 from .core.spec import RetryPolicy, TaskSpec, check_name
 
@@ -65,17 +66,22 @@ class Workflow:
     identify it in the store and the CLI; change the version when the
     workflow code changes in a way that would break the replay of runs in
     flight.  ``codec`` encodes inputs and results (see :class:`flowy.JSONCodec`).
+    ``limits`` bound each run's history and decisions (see :class:`flowy.Limits`).
     """
 
     def __init__(self, factory: Callable[..., Any], *, name: str | None = None,
-                 version: str = "1", codec: Codec = DEFAULT_CODEC) -> None:
+                 version: str = "1", codec: Codec = DEFAULT_CODEC,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         name = name or getattr(factory, "__qualname__", None) or "workflow"
         for label, value in (("name", name), ("version", version)):
             check_name(f"workflow {label}", value, forbidden="@#")
+        if not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a flowy.Limits, got {limits!r}")
         self.factory = factory
         self.name = name
         self.version = version
         self.declared_codec = codec
+        self.limits = limits
         self.activities: dict[str, ActivityBinding] = {}
         self.children: dict[str, Workflow] = {}
         self._specs: dict[str, TaskSpec] = {}
@@ -172,7 +178,8 @@ class Workflow:
     def definition(self) -> WorkflowDefinition:
         """What the core needs to run this workflow (cached until the next ``conf_*``)."""
         if self._definition is None:
-            self._definition = WorkflowDefinition(self.factory, dict(self._specs), self.codec)
+            self._definition = WorkflowDefinition(self.factory, dict(self._specs), self.codec,
+                                                  self.limits)
         return self._definition
 
     def tree(self) -> list[Workflow]:

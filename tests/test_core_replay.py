@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from test_core_decide import (
     Waits,
 )
 
+import flowy.core.replay as replay_module
 from flowy.core.combinators import first, parallel_reduce
 from flowy.core.errors import NondeterminismError, TaskError
 from flowy.core.events import (
@@ -46,12 +48,17 @@ from flowy.testing.history import (
     definition,
     done,
     drive,
+    inp,
     restarted,
     sched,
     timer,
 )
 from flowy.testing.history import HistoryBuilder as B
 
+# How a NondeterminismError shows a call's input: its length and a SHA-256
+# prefix, never its content.
+ARG = {n: f"an input of {len(inp(n))} characters, SHA-256 "
+          f"{hashlib.sha256(inp(n).encode()).hexdigest()[:12]}" for n in range(6)}
 NOT_DETERMINISTIC = "workflow is not deterministic: {}. Workflow code must make the same calls " \
                     "with the same arguments every time it runs (no clocks, random numbers or I/O)."
 
@@ -275,23 +282,23 @@ CHAIN_123 = recorded(definition(Chain, "square", "cube"), B().started(1, 2, 3),
                      B().completed("square-0-1", 1), B().completed("square-1-1", 4))
 NONDETERMINISTIC = [
     pytest.param(scripted(("square", 3)), SQUARE_2, B().completed("square-0-1", 4),
-                 "on replay the workflow made square-0-1 (square with input [[3],{}]), but the "
-                 "history recorded square-0-1 (square with input [[2],{}])", id="other-argument"),
+                 f"on replay the workflow made square-0-1 (square with {ARG[3]}), but the "
+                 f"history recorded square-0-1 (square with {ARG[2]})", id="other-argument"),
     pytest.param(scripted(("cube", 2)), SQUARE_2, B().completed("square-0-1", 4),
-                 "the history recorded square-0-1 (square with input [[2],{}]), but on replay "
-                 "the workflow did not make that call; it made cube-0-1 (cube with input "
-                 "[[2],{}]) instead", id="other-dependency"),
+                 f"the history recorded square-0-1 (square with {ARG[2]}), but on replay "
+                 f"the workflow did not make that call; it made cube-0-1 (cube with {ARG[2]}) "
+                 "instead", id="other-dependency"),
     pytest.param(scripted(("square", 2), ("square", 5)), SQUARE_2, B().completed("square-0-1", 4),
-                 "on replay the workflow made square-1-1 (square with input [[5],{}]), which the "
+                 f"on replay the workflow made square-1-1 (square with {ARG[5]}), which the "
                  "history does not have", id="extra-call"),
     pytest.param(scripted(), SQUARE_2, B().completed("square-0-1", 4),
-                 "the history recorded square-0-1 (square with input [[2],{}]), but on replay "
+                 f"the history recorded square-0-1 (square with {ARG[2]}), but on replay "
                  "the workflow did not make that call; it made WorkflowCompleted instead",
                  id="missing-call"),
     pytest.param(lambda square, cube: lambda *args: Chain(square, cube)(1, 2, 4), CHAIN_123,
                  B().completed("square-2-1", 9),
-                 "on replay the workflow made square-2-1 (square with input [[4],{}]), but the "
-                 "history recorded square-2-1 (square with input [[3],{}])", id="third-batch"),
+                 f"on replay the workflow made square-2-1 (square with {ARG[4]}), but the "
+                 f"history recorded square-2-1 (square with {ARG[3]})", id="third-batch"),
 ]
 
 
@@ -384,16 +391,16 @@ CHECKS = [
     pytest.param([stamped(S1, 12.5)], [S1], None, id="stamps-ignored"),
     pytest.param([], [], None, id="empty"),
     pytest.param([S1], [sched("square-0-1", 5)],
-                 "on replay the workflow made square-0-1 (square with input [[5],{}]), but the "
-                 "history recorded square-0-1 (square with input [[2],{}])", id="input"),
+                 f"on replay the workflow made square-0-1 (square with {ARG[5]}), but the "
+                 f"history recorded square-0-1 (square with {ARG[2]})", id="input"),
     # deps follow from the input; timer delays and closing results are not compared
     # so that configuration changes don't fail runs in flight.
     pytest.param([S1], [sched("square-0-1", 2, deps=("x-0",))], None, id="deps"),
     pytest.param([S1, S2], [S1],
-                 "the history recorded square-1-1 (square with input [[3],{}]), but on replay "
+                 f"the history recorded square-1-1 (square with {ARG[3]}), but on replay "
                  "the workflow did not make that call", id="missing"),
     pytest.param([S1], [S1, S2],
-                 "on replay the workflow made square-1-1 (square with input [[3],{}]), which the "
+                 f"on replay the workflow made square-1-1 (square with {ARG[3]}), which the "
                  "history does not have", id="extra"),
     pytest.param([timer("square-0-2.backoff", 1.0)], [timer("square-0-2.backoff", 2.0)], None,
                  id="timer-delay"),
@@ -412,3 +419,19 @@ def test_check_same_decisions(recorded_decisions: list[Decision], replayed: list
     with pytest.raises(NondeterminismError) as raised:
         check_same_decisions(recorded_decisions, replayed)
     assert str(raised.value) == NOT_DETERMINISTIC.format(problem)
+
+
+def test_a_nondeterminism_error_never_shows_an_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs may be secret or large, and the error is recorded and logged (review 7, 11)."""
+    card = sched("charge-0-1", "card 4111111111111111")
+    with pytest.raises(NondeterminismError) as raised:
+        check_same_decisions([card], [sched("charge-0-1", "card 4000000000000002")])
+    assert "4111" not in str(raised.value) and "4000" not in str(raised.value)
+    # Two inputs with the same fingerprint are told apart without their content.
+    monkeypatch.setattr(replay_module, "_fingerprint", lambda payload: "an input")
+    with pytest.raises(NondeterminismError) as raised:
+        check_same_decisions([card], [sched("charge-0-1", "card 4000000000000002")])
+    assert str(raised.value) == NOT_DETERMINISTIC.format(
+        "on replay the workflow made charge-0-1 (charge with an input), but the history "
+        "recorded charge-0-1 (charge with an input) (another input of the same length and "
+        "hash prefix)")

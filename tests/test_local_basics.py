@@ -310,3 +310,19 @@ def test_flowy_public_api() -> None:
     assert flowy.TaskTimedout.__mro__[1] is flowy.TaskError
     assert issubclass(flowy.NondeterminismError, flowy.TaskError)
     assert issubclass(flowy.ConfigurationError, ValueError)
+
+
+def test_a_decision_over_the_limit_fails_the_run_with_its_error(make_workflow) -> None:
+    w = (make_workflow(A.Reduce, limits=flowy.Limits(tasks_per_decision=3))
+         .conf_activity("square", A.square).conf_activity("add", A.add))
+    assert w.run(3, "plain") == 14  # three squares at once: at the limit
+    with pytest.raises(flowy.DecisionLimitError, match="started 4 tasks and timers, over the "
+                       "limit of 3 per decision"):
+        w.run(4, "plain")
+
+
+def test_restarts_keep_each_history_under_its_limit(make_workflow) -> None:
+    # Each run schedules one task (2 events), then restarts: a run can always close.
+    limits = flowy.Limits(history_events=2, history_events_warning=2)
+    w = make_workflow(A.Countdown, limits=limits).conf_activity("add", A.add)
+    assert w.run(5) == 15

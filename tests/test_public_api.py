@@ -10,8 +10,9 @@ import flowy
 
 PUBLIC = {
     "flowy": [
-        "Codec", "ConfigurationError", "DEFAULT_CODEC", "EncodeError", "FlowyClient",
-        "FlowyError", "HistoryError", "JSONCodec", "LocalWorkflow", "LoopDied", "MalformedMessage",
+        "Codec", "ConfigurationError", "DEFAULT_CODEC", "DecisionLimitError", "EncodeError",
+        "FlowyClient", "FlowyError", "HistoryError", "HistoryLimitError", "JSONCodec",
+        "LimitError", "Limits", "LocalWorkflow", "LoopDied", "MalformedMessage",
         "NondeterminismError", "PayloadError", "Registry", "Result", "RetryPolicy",
         "RunCancelled", "RunHandle", "RunNotFound", "ServiceError", "TaskError",
         "TaskTimedout", "UnsupportedFormatError", "Workflow", "activity", "current_attempt",

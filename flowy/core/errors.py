@@ -186,3 +186,25 @@ _ERRORS_BY_NAME: dict[str, type[TaskError]] = {
     qualified_name(c): c for c in (TaskError, TaskTimedout, NondeterminismError,
                                     RunCancelled)
 }
+
+
+class LimitError(TaskError):
+    """A run went past one of its limits (:class:`flowy.Limits`) and failed;
+    the message names the limit, the figure, and what to do."""
+
+
+class HistoryLimitError(LimitError):
+    """A decision would have taken the run's history past its limit of events
+    or of payload size: a long-lived workflow continues as a new run, with a
+    fresh history, by returning ``flowy.restart(...)``."""
+
+
+class DecisionLimitError(LimitError):
+    """One decision would have started more tasks and timers than the limit."""
+
+
+# Added after the loop above: they read as flowy's own too, and a recorded one
+# is raised as its own class.
+for _cls in (LimitError, HistoryLimitError, DecisionLimitError):
+    _cls.__module__ = "flowy"
+    _ERRORS_BY_NAME[qualified_name(_cls)] = _cls

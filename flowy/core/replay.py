@@ -5,17 +5,19 @@ feeds the facts of each decision batch to a fresh execution and checks that it
 makes the decisions the history recorded; a workflow that makes different
 calls raises :class:`NondeterminismError` naming the call, and nothing is
 written.  :class:`Replayer` keeps live executions between decisions, so a
-decision costs only its new events; it replays only on a cache miss.
+decision costs only its new events; it replays only on a cache miss.  It
+holds each new decision to the run's :class:`~flowy.core.limits.Limits`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .codec import Codec
-from .errors import UNCONTAINED, ErrorInfo, NondeterminismError
+from .errors import UNCONTAINED, ErrorInfo, LimitError, NondeterminismError, qualified_name
 from .events import (
     CLOSING_TYPES,
     Decision,
@@ -26,17 +28,19 @@ from .events import (
     WorkflowFailed,
     is_decision,
 )
+from .limits import DEFAULT_LIMITS, Limits, history_warning, limit_error
 from .spec import TaskSpec
 from .workflow import Execution, WorkflowFactory
 
 
 @dataclass(frozen=True)
 class WorkflowDefinition:
-    """Everything the core needs to run a workflow: code, dependencies, codec."""
+    """Everything the core needs to run a workflow: code, dependencies, codec, limits."""
 
     factory: WorkflowFactory
     specs: Mapping[str, TaskSpec]
     codec: Codec
+    limits: Limits = DEFAULT_LIMITS
 
     def new_execution(self) -> Execution:
         return Execution(self.factory, self.specs, self.codec)
@@ -55,9 +59,26 @@ def replay(definition: WorkflowDefinition, history: Sequence[Event]) -> Executio
             batch_end += 1
         facts: list[Fact] = list(history[start:facts_end])  # type: ignore[arg-type]
         recorded: list[Decision] = list(history[facts_end:batch_end])  # type: ignore[arg-type]
-        check_same_decisions(recorded, execution.decide(facts))
+        replayed = execution.decide(facts)
+        if _failed_by_limit(recorded):
+            # The limits in force then decided this batch.  Limits are
+            # configuration, like timeouts: changing them breaks no replay
+            # (and a new decision meets the new ones).  A run that failed
+            # with a child's limit error is taken as recorded too: its
+            # batch was that one failure either way.
+            execution.overrule(replayed, recorded[0])
+        else:
+            check_same_decisions(recorded, replayed)
         start = batch_end
     return execution
+
+
+_LIMIT_ERROR = qualified_name(LimitError)
+
+
+def _failed_by_limit(recorded: Sequence[Decision]) -> bool:
+    return (len(recorded) == 1 and isinstance(recorded[0], WorkflowFailed)
+            and _LIMIT_ERROR in recorded[0].error.type_mro)
 
 
 # What must be the same on replay.  Timeouts, retry delays and the recorded
@@ -72,9 +93,16 @@ def _identity(decision: Decision) -> str:
     return "the end of the run"
 
 
+def _fingerprint(payload: str) -> str:
+    """A payload as errors show it: its length and a hash prefix, never its
+    content, which may be secret and can be large (an error is recorded)."""
+    digest = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"an input of {len(payload):,} characters, SHA-256 {digest[:12]}"
+
+
 def _describe(decision: Decision) -> str:
     if isinstance(decision, TaskScheduled):
-        return f"{decision.key} ({decision.dependency} with input {decision.input})"
+        return f"{decision.key} ({decision.dependency} with {_fingerprint(decision.input)})"
     if isinstance(decision, TimerStarted):
         return f"timer {decision.key}"
     return type(decision).__name__
@@ -93,7 +121,11 @@ def _difference(recorded: Decision, replayed: Decision) -> str | None:
                f"recorded {_describe(recorded)}")
     if _describe(replayed) == _describe(recorded):
         name = changed[0]
-        problem += f" (with {name} {getattr(recorded, name)!r}, not {getattr(replayed, name)!r})"
+        if name == "input":  # other content behind the same fingerprint: not shown either
+            problem += " (another input of the same length and hash prefix)"
+        else:
+            problem += (f" (with {name} {getattr(recorded, name)!r}, "
+                        f"not {getattr(replayed, name)!r})")
     return problem
 
 
@@ -137,16 +169,24 @@ class Replayer:
 
     A live run is a greenlet, which belongs to the thread that created it: use
     one Replayer per thread.  After a failed commit, call :meth:`forget`.
+
+    A decision that would take the history past the definition's
+    :class:`~flowy.core.limits.Limits`, or start too many tasks, fails the run
+    instead.  After each :meth:`decide`, :attr:`warning` is what the engine
+    should log about the run (its history passed a warning threshold in
+    that decision), or None.
     """
 
     def __init__(self, cache_size: int = 1000) -> None:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Execution] = OrderedDict()
         self.replays = 0  # full replays done, for tests and benchmarks
+        self.warning: str | None = None
 
     def decide(self, run_id: str, definition: WorkflowDefinition, history: Sequence[Event],
                new_facts: list[Fact]) -> list[Decision]:
         """Decisions for ``new_facts``, which come after the committed ``history``."""
+        self.warning = None
         execution = self._cache.pop(run_id, None)
         if execution is None and is_closed(history):
             return []  # late facts for a closed run change nothing
@@ -154,6 +194,7 @@ class Replayer:
             if execution is None or execution.position != len(history):
                 self.replays += 1
                 execution = replay(definition, history)
+            before = (execution.position, execution.size)
             decisions = execution.decide(new_facts)
         except NondeterminismError as exc:
             return [WorkflowFailed(exc.info)]
@@ -161,6 +202,13 @@ class Replayer:
             raise
         except BaseException as exc:  # noqa: BLE001 - e.g. an undecodable input fails the run
             return [WorkflowFailed(ErrorInfo.from_exception(exc))]
+        limits = definition.limits
+        after = (execution.position, execution.size)
+        error = limit_error(limits, *after, decisions)
+        if error is not None:
+            decisions = execution.overrule(decisions, WorkflowFailed(error))
+        else:
+            self.warning = history_warning(limits, before, after, decisions)
         if not execution.closed and self.cache_size > 0:
             self._cache[run_id] = execution
             while len(self._cache) > self.cache_size:

@@ -49,6 +49,7 @@ from .events import (
     WorkflowRestarted,
     WorkflowStarted,
 )
+from .limits import payload_size
 from .result import Future, Result, iter_futures, make_result, unwrap
 from .spec import TaskSpec
 
@@ -119,6 +120,7 @@ class Execution:
         self._greenlet: greenlet.greenlet | None = None
         self._waiter: _Waiter | None = None
         self.position = 0  # how many history events this execution has consumed
+        self.size = 0  # and their payloads' characters (see flowy.core.limits)
         self.clock = -1  # see observe()
         self.closed = False
 
@@ -129,6 +131,7 @@ class Execution:
             if not self.closed:
                 self._apply(fact)
             self.position += 1
+            self.size += payload_size(fact)
         if not self.closed and self._greenlet is not None and self._ready_to_resume():
             self._waiter = None
             # Switch back to whoever drives this decision, not whoever created the run.
@@ -136,7 +139,17 @@ class Execution:
             self._greenlet.switch()
         decisions, self._decisions = self._decisions, []
         self.position += len(decisions)
+        self.size += sum(map(payload_size, decisions))
         return decisions
+
+    def overrule(self, made: list[Decision], decision: Decision) -> list[Decision]:
+        """Close the run with ``decision`` in place of ``made``, what the last
+        :meth:`decide` returned: the decider's verdict on decisions the code
+        made (a limit they would pass).  The workflow code never resumes."""
+        self.position += 1 - len(made)
+        self.size += payload_size(decision) - sum(map(payload_size, made))
+        self.closed = True
+        return [decision]
 
     def _ready_to_resume(self) -> bool:
         return self._waiter is None or self._waiter.missing <= 0

@@ -23,6 +23,7 @@ from ..client import FlowyClient, RunHandle
 from ..codec import DEFAULT_CODEC
 from ..core.codec import Codec
 from ..core.errors import ConfigurationError, ErrorInfo, LoopDied
+from ..core.limits import DEFAULT_LIMITS, Limits
 from ..core.runs import FAILED, OPEN
 from ..declaration import Registry, Workflow
 from ..tracing import Trace
@@ -53,7 +54,8 @@ class LocalWorkflow(Workflow):
     but checks that the workflow is deterministic.
     Sub-workflows run on this workflow's threads and executor.  ``backend``
     is an in-memory backend to run on (``flowy.testing`` passes one with a
-    manual clock); by default each LocalWorkflow makes its own.
+    manual clock); by default each LocalWorkflow makes its own.  ``limits``
+    bound each run's history and decisions (see :class:`flowy.Limits`).
     """
 
     def __init__(self, factory: Callable[..., Any], activity_workers: int = 8,
@@ -61,10 +63,10 @@ class LocalWorkflow(Workflow):
                  executor: type[Executor] | Executor = ThreadPoolExecutor, *,
                  codec: Codec = DEFAULT_CODEC, cache_size: int = 1000,
                  name: str | None = None, version: str = "1",
-                 backend: Backend | None = None) -> None:
+                 backend: Backend | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         if activity_workers < 1 or workflow_workers < 1:
             raise ConfigurationError("activity_workers and workflow_workers must be >= 1")
-        super().__init__(factory, name=name, version=version, codec=codec)
+        super().__init__(factory, name=name, version=version, codec=codec, limits=limits)
         self.activity_workers = activity_workers
         self.workflow_workers = workflow_workers
         self.cache_size = cache_size

@@ -54,6 +54,7 @@ from ..core.events import (
     WorkflowRestarted,
     WorkflowStarted,
 )
+from ..core.limits import DEFAULT_LIMITS, Limits
 from ..core.replay import Replayer, WorkflowDefinition
 from ..core.spec import TaskSpec
 from ..core.workflow import WorkflowFactory
@@ -78,12 +79,14 @@ def inp(*args: Any, **kwargs: Any) -> str:
     return CODEC.encode([list(args), kwargs])
 
 
-def definition(factory: WorkflowFactory, *names: str, **specs: TaskSpec) -> WorkflowDefinition:
+def definition(factory: WorkflowFactory, *names: str, limits: Limits = DEFAULT_LIMITS,
+               **specs: TaskSpec) -> WorkflowDefinition:
     """A core definition whose dependencies ``names`` are plain activities, plus
-    ``specs``: a workflow to drive without declaring it (no functions needed)."""
+    ``specs``: a workflow to drive without declaring it (no functions needed),
+    under ``limits``."""
     all_specs: dict[str, TaskSpec] = {name: TaskSpec() for name in names}
     all_specs.update(specs)
-    return WorkflowDefinition(factory, all_specs, CODEC)
+    return WorkflowDefinition(factory, all_specs, CODEC, limits)
 
 
 def _definition(workflow: WorkflowLike) -> WorkflowDefinition:
