@@ -170,6 +170,8 @@ class Committer:
         fresh = new_facts((fact for _, fact in inbox), state.seen)
         if fresh:
             decisions = replayer.decide(run_id, state.definition, state.history, fresh)
+            if replayer.warning:
+                log.warning("run %r: %s", run_id, replayer.warning)
             now = self.backend.clock.now()
             committed: list[Decision] = [_issued(d, now) for d in decisions]
             events: list[Event] = [*fresh, *committed]
