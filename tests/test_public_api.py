@@ -12,7 +12,7 @@ PUBLIC = {
     "flowy": [
         "Codec", "ConfigurationError", "DEFAULT_CODEC", "EncodeError", "FlowyClient",
         "FlowyError", "HistoryError", "JSONCodec", "LocalWorkflow", "LoopDied", "MalformedMessage",
-        "NondeterminismError", "PayloadError", "Registry", "Result", "RetryPolicy",
+        "NondeterminismError", "PayloadCodec", "PayloadError", "Registry", "Result", "RetryPolicy",
         "RunCancelled", "RunHandle", "RunNotFound", "ServiceError", "TaskError",
         "TaskTimedout", "UnsupportedFormatError", "Workflow", "activity", "current_attempt",
         "finish_order", "first", "first_n", "heartbeat", "load_registry", "parallel_reduce",
