@@ -7,12 +7,13 @@ written sorted by their encoding, so sets are deterministic across processes.
 
 Values JSON can't express are written as ``{"__flowy__": TAG, "v": PAYLOAD}``:
 ``tuple``, ``set`` and ``frozenset`` (a list), ``bytes`` (base64), ``float``
-(``"nan"``, ``"inf"``, ``"-inf"``), ``uuid``, ``datetime``, ``date`` and ``time``
-(``isoformat()``), ``timedelta`` (``[days, seconds, microseconds]``), ``decimal``
-(``str(d)``, at most :data:`DECIMAL_LIMIT` digits and exponent) and ``dict`` (``[key, value]`` pairs, for dicts whose keys aren't
-all ``str`` or that contain the key ``"__flowy__"`` themselves).  ``enum`` (the
-member's value) and ``model`` (a pydantic v2 model's ``model_dump(mode="json")``)
-also carry the type's name, ``"cls": "module:QualName"``, and decode as
+(``"nan"``, ``"inf"``, ``"-inf"``), ``uuid``, ``datetime``, ``date`` and
+``time`` (``isoformat()``), ``timedelta`` (``[days, seconds, microseconds]``),
+``decimal`` (``str(d)``, at most :data:`DECIMAL_LIMIT` digits and exponent) and
+``dict`` (``[key, value]`` pairs, for dicts whose keys aren't all ``str`` or
+that contain the key ``"__flowy__"`` themselves). ``enum`` (the member's value)
+and ``model`` (a pydantic v2 model's ``model_dump(mode="json")``) also carry the
+type's name, ``"cls": "module:QualName"``, and decode as
 ``cls(value)`` and ``cls.model_validate(payload)``.
 
 **Decoding never imports.**  A name in a payload is looked up among the types
@@ -42,8 +43,9 @@ unknown tags and unknown type names.  Decoding is total: whatever a model's
 validator or an Enum's ``_missing_`` raises (``SystemExit`` included) becomes an
 ``EncodeError``; only :data:`flowy.core.errors.UNCONTAINED` (``KeyboardInterrupt``)
 passes.  An error about a payload names its type, length and a short hash,
-never its content (see :mod:`flowy.core.redaction`).  Lazy result proxies (values whose type has ``__flowy_value__``) are
-unwrapped and their value is encoded.
+never its content (see :mod:`flowy.core.redaction`).  Lazy result proxies
+(values whose type has ``__flowy_value__``) are unwrapped and their value is
+encoded.
 """
 
 from __future__ import annotations
