@@ -34,6 +34,7 @@ from .core.result import Result
 from .core.spec import RetryPolicy
 from .declaration import Registry, Workflow, load_registry
 from .engines.local import LocalWorkflow
+from .payload_codec import PayloadCodec
 from .worker.activity import current_attempt, heartbeat
 
 __version__ = "0.5.0"
@@ -55,6 +56,7 @@ __all__ = [
     "LoopDied",
     "MalformedMessage",
     "NondeterminismError",
+    "PayloadCodec",
     "PayloadError",
     "Registry",
     "Result",

@@ -10,11 +10,21 @@ from typing import Any
 
 from .backends.base import Backend
 from .codec import DEFAULT_CODEC
-from .core.codec import Codec
+from .core.codec import Codec, decode_error, decode_text
 from .core.errors import ConfigurationError, EncodeError, RunNotFound, TaskError
-from .core.events import CancelRequested, Event, SignalReceived, TaskScheduled
+from .core.events import (
+    CancelRequested,
+    Event,
+    SignalReceived,
+    TaskFailed,
+    TaskScheduled,
+    TaskTimedOut,
+    WorkflowFailed,
+)
 from .core.protocol import child_run_id
+from .core.redaction import printable
 from .core.runs import COMPLETED, FAILED, OPEN, RESTARTED, RunRecord
+from .core.spec import MAX_IDENTIFIER, check_name
 from .declaration import Registry, Workflow
 from .tracing import Trace, build_run_trace
 from .worker.inbox import notify, start_run, tell
@@ -27,7 +37,10 @@ class FlowyClient:
     ``backend`` is where the runs live: by default the AWS namespace that
     ``settings`` (or the environment) names.  ``registry``: the workflows
     whose results this client decodes with their own codecs (besides those it
-    starts); others decode as JSON.  ``new_run_id`` makes the id of each run
+    starts); others decode as JSON.  Errors and heartbeat details that a
+    workflow's codec encoded (see :class:`flowy.PayloadCodec`) are decoded the
+    same way, in what :meth:`status`, :meth:`history`, :meth:`trace` and
+    :meth:`wait` return.  ``new_run_id`` makes the id of each run
     started (random; the deterministic simulation derives them from its seed).
     """
 
@@ -47,9 +60,12 @@ class FlowyClient:
               **kwargs: Any) -> RunHandle:
         """Start a run of ``workflow`` with these arguments and return at once.
 
-        With ``workflow_id``, at most one run ever starts for that id: starting
-        it again returns the run that the first start made.
+        With ``workflow_id`` (1 to 256 characters, without spaces or control
+        characters), at most one run ever starts for that id: starting it
+        again returns the run that the first start made.
         """
+        if workflow_id is not None:
+            check_name("workflow_id", workflow_id, limit=MAX_IDENTIFIER)
         encoded = workflow.codec.encode([list(args), kwargs])  # EncodeError names the culprit
         ref = self.registry.add(workflow)
         run_id = self._new_run_id()
@@ -66,10 +82,14 @@ class FlowyClient:
         return RunHandle(self, record.run_id)
 
     def status(self, run_id: str) -> RunRecord:
+        """The run's record, its error decoded by its workflow's codec."""
         record = self.store.get_run(run_id)
         if record is None:
-            raise RunNotFound(f"no run {run_id} in {self.backend.name}; check the id "
-                              "(and FLOWY_NAMESPACE)")
+            raise RunNotFound(f"no run {printable(run_id)} in {self.backend.name}; check the "
+                              "id (and FLOWY_NAMESPACE)")
+        if record.error is not None:
+            record = dataclasses.replace(record, error=decode_error(self._codec(record),
+                                                                    record.error))
         return record
 
     def last_run(self, run_id: str) -> RunRecord:
@@ -176,8 +196,11 @@ class FlowyClient:
         return sum(self.store.delete_orphan(run_id) for run_id in self.store.orphans())
 
     def history(self, run_id: str) -> list[Event]:
-        self.status(run_id)
-        return [e for batch in self.store.read_batches(run_id) for e in batch.events]
+        """The run's events, with the errors and heartbeat details in them
+        decoded by its workflow's codec."""
+        codec = self._codec(self.status(run_id))
+        return [_decoded(codec, e) for batch in self.store.read_batches(run_id)
+                for e in batch.events]
 
     def trace(self, run_id: str) -> Trace:
         """The trace of the run and the runs it restarted as, sub-workflows nested."""
@@ -191,6 +214,15 @@ class FlowyClient:
                         and self.store.get_run(child_run_id(record_id, e.key))}
             runs.append(build_run_trace(record.name, record_id, history, children))
         return Trace(runs=tuple(runs))
+
+
+def _decoded(codec: Codec, event: Event) -> Event:
+    """``event`` with what ``codec`` encoded beside payloads decoded."""
+    if isinstance(event, (TaskFailed, WorkflowFailed)):
+        return dataclasses.replace(event, error=decode_error(codec, event.error))
+    if isinstance(event, TaskTimedOut) and event.details is not None:
+        return dataclasses.replace(event, details=decode_text(codec, event.details))
+    return event
 
 
 class RunHandle:

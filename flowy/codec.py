@@ -7,12 +7,13 @@ written sorted by their encoding, so sets are deterministic across processes.
 
 Values JSON can't express are written as ``{"__flowy__": TAG, "v": PAYLOAD}``:
 ``tuple``, ``set`` and ``frozenset`` (a list), ``bytes`` (base64), ``float``
-(``"nan"``, ``"inf"``, ``"-inf"``), ``uuid``, ``datetime``, ``date`` and ``time``
-(``isoformat()``), ``timedelta`` (``[days, seconds, microseconds]``), ``decimal``
-(``str(d)``) and ``dict`` (``[key, value]`` pairs, for dicts whose keys aren't
-all ``str`` or that contain the key ``"__flowy__"`` themselves).  ``enum`` (the
-member's value) and ``model`` (a pydantic v2 model's ``model_dump(mode="json")``)
-also carry the type's name, ``"cls": "module:QualName"``, and decode as
+(``"nan"``, ``"inf"``, ``"-inf"``), ``uuid``, ``datetime``, ``date`` and
+``time`` (``isoformat()``), ``timedelta`` (``[days, seconds, microseconds]``),
+``decimal`` (``str(d)``, at most :data:`DECIMAL_LIMIT` digits and exponent) and
+``dict`` (``[key, value]`` pairs, for dicts whose keys aren't all ``str`` or
+that contain the key ``"__flowy__"`` themselves). ``enum`` (the member's value)
+and ``model`` (a pydantic v2 model's ``model_dump(mode="json")``) also carry the
+type's name, ``"cls": "module:QualName"``, and decode as
 ``cls(value)`` and ``cls.model_validate(payload)``.
 
 **Decoding never imports.**  A name in a payload is looked up among the types
@@ -41,8 +42,10 @@ found; so do circular or too deeply nested values and, on decode, invalid JSON,
 unknown tags and unknown type names.  Decoding is total: whatever a model's
 validator or an Enum's ``_missing_`` raises (``SystemExit`` included) becomes an
 ``EncodeError``; only :data:`flowy.core.errors.UNCONTAINED` (``KeyboardInterrupt``)
-passes.  Lazy result proxies (values whose type has ``__flowy_value__``) are
-unwrapped and their value is encoded.
+passes.  An error about a payload names its type, length and a short hash,
+never its content (see :mod:`flowy.core.redaction`).  Lazy result proxies
+(values whose type has ``__flowy_value__``) are unwrapped and their value is
+encoded.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from math import isfinite
 from typing import Any
 
 from flowy.core.errors import UNCONTAINED, ConfigurationError, EncodeError
+from flowy.core.redaction import describe, printable
 
 __all__ = ["DEFAULT_CODEC", "JSONCodec"]
 
@@ -69,6 +73,13 @@ _SUPPORTED = ("None, bool, int, float, str, list, tuple, dict, set, frozenset, b
               "bytearray, UUID, datetime, date, time, timedelta, Decimal, and declared Enum "
               "and pydantic model types")
 _NAME_SHOWN = 120  # characters of an unknown type name quoted in an error
+_KEY_SHOWN = 64  # characters of a dict key named in an error's path
+# A Decimal has at most this many digits, and an exponent of at most this
+# size either way: Python's limit on int digits.  int() of a bigger one takes
+# quadratic time (int(Decimal("1e1000000")) runs for minutes), and a payload
+# of 40 bytes could ask for it.  A fixed number, not sys.get_int_max_str_digits(),
+# so that every process accepts the same payloads.
+DECIMAL_LIMIT = 4300
 
 
 def _base_model() -> Any:
@@ -89,6 +100,17 @@ def _is_named_type(t: Any) -> bool:
 def _clip(text: str) -> str:
     """``text``, cut short if a hostile payload made it long."""
     return text if len(text) <= _NAME_SHOWN else text[:_NAME_SHOWN] + "..."
+
+
+def _key_shown(key: Any) -> str:
+    """A dict key as a step of the path in an error: a field-like name is
+    shown, other keys are payload (and their repr may be huge, or raise)."""
+    if type(key) is str and len(key) <= _KEY_SHOWN and key.isidentifier():
+        return f"[{key!r}]"
+    # Small ints are structure; a long one may be an account or card number.
+    if key is None or type(key) is bool or (type(key) is int and -10**6 < key < 10**6):
+        return f"[{key!r}]"
+    return f"[<{_type_name(type(key))} key>]"
 
 
 def _wire_name(t: type) -> str:
@@ -175,7 +197,7 @@ def _enc_dict(d: dict[Any, Any], walk: _Walk) -> Any:
         try:
             out[k] = _enc(x, walk)
         except _Unsupported as e:
-            e.path.append(f"[{k!r}]")
+            e.path.append(_key_shown(k))
             raise
     walk.discard(key)
     return out
@@ -188,8 +210,7 @@ def _enc_pairs(d: dict[Any, Any], walk: _Walk) -> Any:
         where = ".keys()"
         try:
             ek = _enc(k, walk)
-            # repr() of an arbitrary key can be huge or raise, so only plain ones are shown.
-            where = f"[{k!r}]" if type(k) in _PLAIN else f"[<{_type_name(type(k))} key>]"
+            where = _key_shown(k)
             pairs.append([ek, _enc(x, walk)])
         except _Unsupported as e:
             e.path.append(where)
@@ -257,8 +278,34 @@ _BY_TYPE: dict[type, Callable[[Any, _Walk], Any]] = {
     dt.time: lambda v, walk: _tagged("time", v.isoformat()),
     dt.timedelta: lambda v, walk: _tagged("timedelta", [v.days, v.seconds, v.microseconds]),
     uuid.UUID: lambda v, walk: _tagged("uuid", str(v)),
-    Decimal: lambda v, walk: _tagged("decimal", str(v)),
+    Decimal: lambda v, walk: _tagged("decimal", str(_bounded_decimal(v, _Unsupported))),
 }
+
+
+def _bounded_decimal(d: Decimal, error: Callable[[str, str], Exception]) -> Decimal:
+    """``d``, unless it has more than :data:`DECIMAL_LIMIT` digits or a larger
+    exponent: then ``error(what, reason)``."""
+    if d.is_finite():
+        sign, digits, exponent = d.as_tuple()
+        assert isinstance(exponent, int)  # finite
+        if len(digits) > DECIMAL_LIMIT or abs(exponent) > DECIMAL_LIMIT:
+            raise error(f"a Decimal of {len(digits)} digit(s) and exponent {exponent}",
+                        f"Flowy takes at most {DECIMAL_LIMIT} digits and an exponent of at "
+                        f"most {DECIMAL_LIMIT} either way (as Python limits ints); round it "
+                        "(Decimal.quantize) or send it as a string")
+    return d
+
+
+def _decimal_refused(what: str, reason: str) -> EncodeError:
+    return EncodeError(f"can't decode {what}: {reason}")
+
+
+def _decode_decimal(text: Any) -> Decimal:
+    # Longer than any bounded Decimal's str(): refused before it is parsed.
+    if not isinstance(text, str) or len(text) > DECIMAL_LIMIT + 20:
+        raise EncodeError(f"can't decode a value tagged 'decimal', a {describe(text)}: it is "
+                          f"not the string of a Decimal of at most {DECIMAL_LIMIT} digits")
+    return _bounded_decimal(Decimal(text), _decimal_refused)
 
 
 def _declared(d: dict[str, Any], classes: Mapping[str, type], kind: str) -> Any:
@@ -289,7 +336,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any], Mapping[str, type]], Any]] = {
     "date": lambda d, classes: dt.date.fromisoformat(d["v"]),
     "time": lambda d, classes: dt.time.fromisoformat(d["v"]),
     "timedelta": lambda d, classes: dt.timedelta(*d["v"]),
-    "decimal": lambda d, classes: Decimal(d["v"]),
+    "decimal": lambda d, classes: _decode_decimal(d["v"]),
     "dict": lambda d, classes: dict(d["v"]),
     "enum": lambda d, classes: _declared(d, classes, "enum")(d["v"]),
     "model": lambda d, classes: _declared(d, classes, "model").model_validate(d["v"]),
@@ -303,8 +350,8 @@ def _hook(classes: Mapping[str, type], d: dict[str, Any]) -> Any:
     tag = d[_TAG]
     decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
     if decoder is None:
-        raise EncodeError(f"can't decode a value tagged {tag!r}: unknown tag; was it encoded "
-                          "by a newer Flowy or a different codec?")
+        raise EncodeError(f"can't decode a value tagged {_clip(repr(tag))}: unknown tag; was it "
+                          "encoded by a newer Flowy or a different codec?")
     try:
         return decoder(d, classes)
     except EncodeError:
@@ -312,8 +359,26 @@ def _hook(classes: Mapping[str, type], d: dict[str, Any]) -> Any:
     except UNCONTAINED:
         raise
     except BaseException as e:  # noqa: BLE001 - validators and _missing_ may raise anything
-        raise EncodeError(f"can't decode a value tagged {tag!r}: {type(e).__name__}: {e}; "
-                          "was it encoded by a different codec or class version?") from e
+        raise EncodeError(f"can't decode a value tagged {tag!r}, a {describe(d.get('v'))}: "
+                          f"{_reason(e)}; was it encoded by a different codec or class "
+                          "version?") from e
+
+
+def _reason(e: BaseException) -> str:
+    """Why decoding failed, without the payload, which exception messages
+    quote (pydantic's ``input_value=...``, ``fromisoformat``'s, an Enum's
+    "'x' is not a valid Color"): a model's errors by place and message, or
+    the exception's type."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):  # a pydantic ValidationError
+        try:
+            problems = errors(include_input=False, include_url=False)
+            return f"{type(e).__name__}: " + "; ".join(
+                f"{printable('.'.join(map(str, p['loc'])) or 'value', 60)}: {p['msg']}"
+                for p in problems[:3])
+        except Exception:  # noqa: BLE001 - not pydantic's after all: the type will do
+            pass
+    return type(e).__name__
 
 
 # One encoder for every call: json.dumps with these options would build one per call.
@@ -403,11 +468,15 @@ class JSONCodec:
             raise
         except UNCONTAINED:
             raise
+        except json.JSONDecodeError as e:  # its message says where, not what
+            raise EncodeError(f"can't decode a {describe(data)} as JSON ({e.msg} at character "
+                              f"{e.pos}); the history was not written by JSONCodec, or is "
+                              "corrupt") from e
         except (ValueError, TypeError, RecursionError) as e:
-            raise EncodeError(f"can't decode {type(data).__name__} as JSON ({e}); the history "
-                              "was not written by JSONCodec, or is corrupt") from e
+            raise EncodeError(f"can't decode a {describe(data)} as JSON ({type(e).__name__}); "
+                              "the history was not written by JSONCodec, or is corrupt") from e
         except BaseException as e:  # noqa: BLE001 - decoding must never end a loop
-            raise EncodeError(f"can't decode the value: {type(e).__name__}: {e}") from e
+            raise EncodeError(f"can't decode a {describe(data)}: {type(e).__name__}") from e
 
 
 DEFAULT_CODEC = JSONCodec()

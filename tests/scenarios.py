@@ -17,6 +17,7 @@ from typing import Any
 from flowy import DEFAULT_CODEC, Codec, LocalWorkflow, RetryPolicy, Workflow
 from flowy.cli import bench
 from tests import activities as A
+from tests import sealing
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ SCENARIOS: dict[str, Scenario] = {
     "branching": Scenario(A.Branching, _plain(square=A.square)),
     "reversed_codec": Scenario(A.ExampleWorkflow, _plain(square=A.square, sum=A.add),
                                codec=A.REVERSED_JSON),
+    "sealed_fail": Scenario(A.SingleCall, _plain(task=sealing.declines),
+                            codec=sealing.sealed_codec()),
     "init_calls": Scenario(A.InitCalls, _plain(square=A.square, sum=A.add)),
     "single_fail": Scenario(A.SingleCall, _plain(task=A.fail_with)),
     "catch_and_continue": Scenario(A.CatchAndContinue, _plain(fail=A.fail_with,

@@ -33,6 +33,7 @@ from flowy.worker.messages import notification
 from tests import activities as A
 from tests.aws_support import DEFINITIONS, ROOT, wait_for
 from tests.scenarios import aws_workflow
+from tests.sealing import SECRET
 
 
 def test_cli_start_wait_status_list_history_trace(make_stack: Any, tmp_path: Path) -> None:
@@ -65,6 +66,16 @@ def test_cli_start_wait_status_list_history_trace(make_stack: Any, tmp_path: Pat
     coded = stack.flowy("start", DEFINITIONS, "reversed_codec", "3", "4").stdout.strip()
     waited = stack.flowy("wait", coded, "--definitions", DEFINITIONS)
     assert waited.stdout.strip() == "25", waited.stderr
+    # A sealed workflow's error is encoded in the table: shown only with the definitions.
+    sealed = stack.flowy("start", DEFINITIONS, "sealed_fail", SECRET, "--wait")
+    assert sealed.returncode == 1 and f"card {SECRET} declined" in sealed.stderr
+    sealed_id = sealed.stdout.strip()
+    for command in ("status", "history"):
+        shown = stack.flowy(command, sealed_id)
+        assert shown.returncode == 0 and SECRET not in shown.stdout, shown.stderr
+        assert "encoded by the workflow's codec" in shown.stdout
+        decoded = stack.flowy(command, sealed_id, "--definitions", DEFINITIONS).stdout
+        assert f"card {SECRET} declined" in decoded
 
 
 def test_cli_redrive_and_purge(make_stack: Any) -> None:

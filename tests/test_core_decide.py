@@ -408,9 +408,11 @@ CASES = [
                                                "flowy.EncodeError")])),
     case("an input that is not JSON fails the run", definition(Single, "square"),
          ([WorkflowStarted("{oops")], [RunFailed(
-             "the run's input can't be decoded: can't decode str as JSON (Expecting property "
-             "name enclosed in double quotes: line 1 column 2 (char 1)); the history was not "
-             "written by JSONCodec, or is corrupt", "flowy.EncodeError")])),
+             # The input is named by its length and hash, never quoted.
+             "the run's input can't be decoded: can't decode a str of 5 characters (sha256 "
+             "935aaf3a) as JSON (Expecting property name enclosed in double quotes at "
+             "character 1); the history was not written by JSONCodec, or is corrupt",
+             "flowy.EncodeError")])),
     case("a timer that fires twice schedules one attempt", definition(Single, square=RETRY),
          (B().started(2), [sched("square-0-1", 2)]),
          (B().failed("square-0-1", "e1"), [timer("square-0-2.backoff", 1.0)]),

@@ -90,7 +90,8 @@ def test_a_timer_needs_a_number_of_seconds() -> None:
     # The bad call fails at once; first() takes that failure, the good timer stays.
     assert decisions[0] == TimerStarted("sleep-1", 1.0)
     assert decisions[1].error.message == (  # type: ignore[union-attr]
-        "sleep-0: a timer takes one number of seconds >= 0, got ['soon'] {}")
+        "sleep-0: a timer takes one number of seconds >= 0, got (str of 4 characters "
+        "(sha256 4a754148))")  # what was given, never its content
     assert replayer.decide("r", bad, [*started, *decisions], [TimerFired("sleep-1")]) == []
 
 

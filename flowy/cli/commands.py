@@ -16,6 +16,7 @@ from ..backends.base import DECISIONS, TIMERS, task_queue
 from ..client import FlowyClient
 from ..core.errors import ConfigurationError, FlowyError, TaskError
 from ..core.events import event_to_dict
+from ..core.redaction import printable
 from ..core.runs import RunRecord
 from ..declaration import Registry, check_task_list, load_registry
 
@@ -65,13 +66,15 @@ def add_commands(commands: Any) -> None:
                                              "returns the existing run")
     start.add_argument("--wait", action="store_true", help="wait and print the result")
     start.add_argument("--timeout", type=float, help="seconds to wait at most")
+    codec_help = ("module declaring the run's workflow, to decode with the workflow's codec "
+                  "(default: JSON; errors that codec encoded are shown encoded)")
     for name, text in (("status", "show a run's status"),
                        ("history", "print a run's history, one event per line (JSON)")):
-        add(name, text, where).add_argument("run_id", metavar="RUN_ID")
+        shown = add(name, text, where)
+        shown.add_argument("run_id", metavar="RUN_ID")
+        shown.add_argument("--definitions", metavar="DEFS", help=codec_help)
     wait = add("wait", "wait for a run and print its result", where)
     wait.add_argument("run_id", metavar="RUN_ID")
-    codec_help = ("module declaring the run's workflow, to use the workflow's codec "
-                  "(default: JSON)")
     wait.add_argument("--definitions", metavar="DEFS", help=codec_help)
     wait.add_argument("--timeout", type=float)
     listing = add("list", "list runs, newest first", where)
@@ -81,6 +84,7 @@ def add_commands(commands: Any) -> None:
     trace = add("trace", "render a run's trace (SVG, PNG or DOT by extension)", where)
     trace.add_argument("run_id", metavar="RUN_ID")
     trace.add_argument("-o", "--output", default="run.svg")
+    trace.add_argument("--definitions", metavar="DEFS", help=codec_help)
     signal = add("signal", "send a run a signal", where)
     signal.add_argument("run_id", metavar="RUN_ID")
     signal.add_argument("name", metavar="NAME", help="the signal's name, as in conf_signal")
@@ -188,8 +192,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     for record in _client(args).list_runs(args.workflow, args.status, args.limit):
-        print(f"{record.run_id}  {record.workflow:<24} {record.status:<10} "
-              f"{when(record.started_at)}")
+        # Ids as the table holds them, which anyone who can write to it chose.
+        print(f"{printable(record.run_id)}  {printable(record.workflow):<24} "
+              f"{record.status:<10} {when(record.started_at)}")
     return 0
 
 
@@ -208,14 +213,16 @@ def _trace(args: argparse.Namespace) -> int:
 def _signal(args: argparse.Namespace) -> int:
     sent = _client(args).signal(args.run_id, args.name, _json_arg(args.value),
                                 signal_id=args.signal_id)
-    return _told(sent, f"signal {args.name} sent to run {args.run_id}",
-                 f"run {args.run_id} has already closed; signal not sent")
+    run = printable(args.run_id)
+    return _told(sent, f"signal {printable(args.name)} sent to run {run}",
+                 f"run {run} has already closed; signal not sent")
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    run = printable(args.run_id)
     return _told(_client(args).cancel(args.run_id, args.reason),
-                 f"cancel requested for run {args.run_id}",
-                 f"run {args.run_id} has already closed; nothing to cancel")
+                 f"cancel requested for run {run}",
+                 f"run {run} has already closed; nothing to cancel")
 
 
 def _redrive(args: argparse.Namespace) -> int:
@@ -298,6 +305,6 @@ def _print_result(client: FlowyClient, run_id: str, timeout: float | None) -> in
     try:
         print(json.dumps(client.wait(run_id, timeout), default=repr))
     except TaskError as exc:
-        print(f"run {run_id} failed: {exc.type_name}: {exc}", file=sys.stderr)
+        print(f"run {printable(run_id)} failed: {exc.type_name}: {exc}", file=sys.stderr)
         return 1
     return 0

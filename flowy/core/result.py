@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import lazy_object_proxy
 
-from .codec import Codec
+from .codec import Codec, decode_error
 from .errors import ErrorInfo, FlowyError, TaskError
 
 PENDING, SUCCEEDED, FAILED = 0, 1, 2
@@ -125,7 +125,10 @@ class Future:
             self.execution.observe(self.finish_index)
         if self.state == FAILED:
             assert self.error is not None
-            raise TaskError.from_info(self.error)
+            error = self.error
+            if self.execution is not None:  # the workflow code sees the real message
+                error = decode_error(self.execution.codec, error)
+            raise TaskError.from_info(error)
         return self.value()
 
 

@@ -37,13 +37,15 @@ MAX_IDENTIFIER = 256
 MAX_NAME = 200
 
 
-def check_name(label: str, value: object, *, forbidden: str = "") -> str:
-    """``value``, if it can be a declared name: non-empty, at most
-    :data:`MAX_NAME` characters, no whitespace, control characters or ``forbidden``."""
-    if (not isinstance(value, str) or not value or len(value) > MAX_NAME
+def check_name(label: str, value: object, *, forbidden: str = "",
+               limit: int = MAX_NAME) -> str:
+    """``value``, if it can be a declared name (or, with ``limit`` =
+    :data:`MAX_IDENTIFIER`, an id given from outside): non-empty, at most
+    ``limit`` characters, no whitespace, control characters or ``forbidden``."""
+    if (not isinstance(value, str) or not value or len(value) > limit
             or not re.match(IDENTIFIER_PATTERN, value) or any(c in value for c in forbidden)):
         raise ConfigurationError(
-            f"{label} {str(value)[:100]!r} must be 1 to {MAX_NAME} characters, without spaces "
+            f"{label} {str(value)[:100]!r} must be 1 to {limit} characters, without spaces "
             f"or control characters" + (f" or any of {forbidden!r}" if forbidden else ""))
     return value
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import greenlet
 
-from .codec import Codec, decode_arguments
+from .codec import Codec, decode_arguments, decode_text, encode_error
 from .errors import (
     ConfigurationError,
     EncodeError,
@@ -50,6 +50,7 @@ from .events import (
     WorkflowStarted,
 )
 from .limits import payload_size
+from .redaction import describe
 from .result import Future, Result, iter_futures, make_result, unwrap
 from .spec import TaskSpec
 
@@ -190,7 +191,11 @@ class Execution:
     def _apply(self, fact: Fact) -> None:
         if isinstance(fact, WorkflowStarted):
             if self._greenlet is None:
-                args, kwargs = decode_arguments(self.codec, fact.input, "the run's input")
+                try:
+                    args, kwargs = decode_arguments(self.codec, fact.input, "the run's input")
+                except EncodeError as exc:  # the run fails, its error encoded as any other
+                    self._fail(ErrorInfo.from_exception(exc))
+                    return
                 self._greenlet = greenlet.greenlet(lambda: self._main(args, kwargs))
         elif isinstance(fact, TaskCompleted):
             opened = self._open_attempts.pop(fact.key, None)
@@ -206,8 +211,9 @@ class Execution:
                 future, attempt = opened
                 message = (f"{future.call_id} timed out "
                            f"({fact.timeout_type.replace('_', '-')}) on attempt {attempt}")
-                if fact.details:
-                    message += f"; last heartbeat details: {fact.details}"
+                if fact.details:  # the activity's own words, encoded as its errors are
+                    message += ("; last heartbeat details: "
+                                + decode_text(self.codec, fact.details))
                 self._attempt_failed(future, attempt, TaskTimedout(message).info)
         elif isinstance(fact, TimerFired):
             backoff = self._backoff_timers.pop(fact.key, None)
@@ -226,7 +232,7 @@ class Execution:
             # The suspended workflow code never resumes; tasks still running
             # finish as late facts of a closed run.
             message = "the run was cancelled" + (f": {fact.reason}" if fact.reason else "")
-            self._close_with(WorkflowFailed(RunCancelled(message).info))
+            self._fail(RunCancelled(message).info)
 
     def _attempt_failed(self, future: Future, attempt: int, error: ErrorInfo) -> None:
         policy = self._specs[_dependency_of(future.call_id)].retry
@@ -304,9 +310,12 @@ class Execution:
         seconds = args[0] if len(args) == 1 and not kwargs else None
         if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
                 or not 0 <= seconds < float("inf")):
+            # A number is shown, since it is what was wrong; anything else is payload.
+            shown = [repr(a) if type(a) in (int, float) else describe(a) for a in args]
+            given = [*shown, *(f"{k}={describe(v)}" for k, v in kwargs.items())]
             future.fail(ErrorInfo.from_exception(ConfigurationError(
                 f"{future.call_id}: a timer takes one number of seconds >= 0, got "
-                f"{args!r} {kwargs!r}")), failed_at)
+                f"({', '.join(given)})")), failed_at)
             return
         self._timers[future.call_id] = future
         self._decisions.append(TimerStarted(future.call_id, float(seconds)))
@@ -350,7 +359,7 @@ class Execution:
         except greenlet.GreenletExit:
             raise
         except BaseException as exc:  # noqa: BLE001 - any failure of user code fails the run
-            self._close_with(WorkflowFailed(ErrorInfo.from_exception(exc)))
+            self._fail(ErrorInfo.from_exception(exc))
 
     def _close(self, value: Any) -> None:
         if isinstance(value, Restart):
@@ -365,7 +374,7 @@ class Execution:
         if failed:
             error = min(failed, key=lambda f: f.finish_index).error
             assert error is not None
-            self._close_with(WorkflowFailed(error))
+            self._fail(error)
             return
         encoded = self.codec.encode(unwrap(payload))
         ignored = tuple(f.call_id for f in self._futures.values() if f.failed and not f.observed)
@@ -373,6 +382,12 @@ class Execution:
             self._close_with(WorkflowRestarted(encoded, ignored))
         else:
             self._close_with(WorkflowCompleted(encoded, ignored))
+
+    def _fail(self, error: ErrorInfo) -> None:
+        # Whatever the error's origin (this code, an activity, a sub-workflow,
+        # the engine), it is recorded as the codec encodes errors: an
+        # encrypting codec leaves no plaintext message in the run's record.
+        self._close_with(WorkflowFailed(encode_error(self.codec, error)))
 
     def _close_with(self, decision: Decision) -> None:
         self._decisions.append(decision)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..codec import DEFAULT_CODEC
 from ..config import hinted_types
-from ..core.codec import Codec, TypedCodec
+from ..core.codec import Codec, TypedCodec, decode_error, decode_text
 from ..core.errors import TaskError
 from ..worker.activity import AttemptOutcome, Beat, execute_activity, execute_activity_async
 
@@ -29,9 +29,10 @@ class ActivityEnvironment:
     """Runs activity functions as a worker would, recording their heartbeats.
 
     ``heartbeats`` lists the details of every :func:`flowy.heartbeat` call of
-    the activities run so far, as the engine keeps them: the string given, or
-    the JSON of another value, cut at 2,048 characters (None for a heartbeat
-    without details).  ``on_heartbeat`` is called with each one as it comes,
+    the activities run so far, as a timeout would show them: the string
+    given, or the JSON of another value, cut at 2,048 characters (once
+    encoded, with a :class:`flowy.PayloadCodec`), decoded again (None for a
+    heartbeat without details).  ``on_heartbeat`` is called with each one as it comes,
     in the activity's thread: to check progress mid-way, or to raise there.
     ``codec`` is the workflow's (the default JSON codec if not given); the
     types in the activity's hints are declared to it, as a
@@ -73,7 +74,7 @@ class ActivityEnvironment:
     @staticmethod
     def _result(codec: Codec, outcome: AttemptOutcome) -> Any:
         if outcome.error is not None:
-            raise TaskError.from_info(outcome.error)
+            raise TaskError.from_info(decode_error(codec, outcome.error))
         return codec.decode(outcome.result or "null")
 
     def _heartbeat(self, details: str | None) -> None:
@@ -96,4 +97,5 @@ class _Reporter:
         self._env = env
 
     def put(self, message: Beat) -> None:
-        self._env._heartbeat(message[1])
+        details = message[1]
+        self._env._heartbeat(None if details is None else decode_text(self._env.codec, details))

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.codec import Codec, decode_arguments
+from ..core.codec import Codec, decode_arguments, encode_error, encode_text
 from ..core.errors import UNCONTAINED, EncodeError, ErrorInfo
 
 HEARTBEAT_DETAILS_LIMIT = 2048  # characters, as in SWF
@@ -41,7 +41,9 @@ class AttemptOutcome:
     error: ErrorInfo | None
 
 
-_current: contextvars.ContextVar[tuple[str, Reporter] | None] = contextvars.ContextVar(
+# The running attempt's token, where its heartbeats go, and the codec that
+# encodes their details.
+_current: contextvars.ContextVar[tuple[str, Reporter, Codec] | None] = contextvars.ContextVar(
     "flowy_current_activity", default=None)
 
 
@@ -58,24 +60,31 @@ def heartbeat(details: Any = None) -> None:
     """Tell the engine that the running activity is alive, with optional progress details.
 
     Resets the activity's heartbeat timeout.  ``details`` (a string, or a value
-    that is turned into JSON) is kept, up to 2,048 characters, and shown when
+    that is turned into JSON) is kept, up to 2,048 characters once encoded by
+    the workflow's codec (see :class:`flowy.PayloadCodec`), and shown when
     the activity later times out.  Outside an activity this does nothing, so
     activity functions stay callable by hand in unit tests.
     """
     current = _current.get()
     if current is None:
         return
-    token, reporter = current
-    if details is not None and not isinstance(details, str):
-        details = json.dumps(details, default=repr)
-    reporter.put((token, None if details is None else details[:HEARTBEAT_DETAILS_LIMIT]))
+    token, reporter, codec = current
+    if details is not None:
+        text = details if isinstance(details, str) else json.dumps(details, default=repr)
+        try:
+            details = encode_text(codec, text, HEARTBEAT_DETAILS_LIMIT)
+        except UNCONTAINED:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the beat counts, without its details
+            details = f"[the details could not be encoded: {type(exc).__name__}]"
+    reporter.put((token, details))
 
 
 def execute_activity(function: Callable[..., Any], token: str, key: str, encoded_input: str,
                      codec: Codec, reporter: Reporter) -> AttemptOutcome:
     """Run one attempt of task ``key``, its heartbeats going to ``reporter``
     under ``token``; return its outcome."""
-    context = _current.set((token, reporter))
+    context = _current.set((token, reporter, codec))
     try:
         args, kwargs = decode_arguments(codec, encoded_input, f"the input of {key}")
         value = function(*args, **kwargs)
@@ -83,7 +92,7 @@ def execute_activity(function: Callable[..., Any], token: str, key: str, encoded
             value = asyncio.run(value)
         return _succeeded(codec, key, value)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        return _failed(key, exc, on_loop=False)
+        return _failed(codec, key, exc, on_loop=False)
     finally:
         _current.reset(context)
 
@@ -92,12 +101,12 @@ async def execute_activity_async(function: Callable[..., Awaitable[Any]], token:
                                  encoded_input: str, codec: Codec,
                                  reporter: Reporter) -> AttemptOutcome:
     """:func:`execute_activity` for a coroutine function, on the running event loop."""
-    context = _current.set((token, reporter))
+    context = _current.set((token, reporter, codec))
     try:
         args, kwargs = decode_arguments(codec, encoded_input, f"the input of {key}")
         return _succeeded(codec, key, await function(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-        return _failed(key, exc, on_loop=True)
+        return _failed(codec, key, exc, on_loop=True)
     finally:
         _current.reset(context)
 
@@ -110,14 +119,15 @@ def _succeeded(codec: Codec, key: str, value: Any) -> AttemptOutcome:
     return AttemptOutcome(key, result, None)
 
 
-def _failed(key: str, exc: BaseException, *, on_loop: bool) -> AttemptOutcome:
-    """The outcome of an attempt that raised ``exc``.  Whatever user code raises
-    fails the attempt, ``SystemExit`` included: it must not end the worker.
-    Only :data:`~flowy.core.errors.UNCONTAINED` passes, and the cancellation of
+def _failed(codec: Codec, key: str, exc: BaseException, *, on_loop: bool) -> AttemptOutcome:
+    """The outcome of an attempt that raised ``exc``, its error encoded by the
+    workflow's codec.  Whatever user code raises fails the attempt,
+    ``SystemExit`` included: it must not end the worker.  Only
+    :data:`~flowy.core.errors.UNCONTAINED` passes, and the cancellation of
     the task that runs an async activity (the worker's own shutdown)."""
     if isinstance(exc, UNCONTAINED) or (on_loop and _being_cancelled(exc)):
         raise exc
-    return AttemptOutcome(key, None, ErrorInfo.from_exception(exc))
+    return AttemptOutcome(key, None, encode_error(codec, ErrorInfo.from_exception(exc)))
 
 
 def _being_cancelled(exc: BaseException) -> bool:
