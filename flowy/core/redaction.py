@@ -20,14 +20,19 @@ def describe(value: object) -> str:
     length if it has one, and for strings and bytes the start of their SHA-256."""
     kind = type(value).__name__
     if isinstance(value, (str, bytes, bytearray)):
-        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
         unit = "character" if isinstance(value, str) else "byte"
-        digest = hashlib.sha256(data).hexdigest()[:8]
-        return f"{kind} of {_count(len(value), unit)} (sha256 {digest})"
+        return f"{kind} of {_count(len(value), unit)} (sha256 {digest(value)})"
     try:
         return f"{kind} of {_count(len(value), 'item')}"  # type: ignore[arg-type]
     except TypeError:
         return kind
+
+
+def digest(value: str | bytes | bytearray, digits: int = 8) -> str:
+    """The first ``digits`` hex digits of ``value``'s SHA-256 (a str's of its
+    UTF-8, lone surrogates kept): enough to tell payloads apart, not to read one."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+    return hashlib.sha256(data).hexdigest()[:digits]
 
 
 def _count(n: int, unit: str) -> str:

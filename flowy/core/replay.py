@@ -11,7 +11,6 @@ holds each new decision to the run's :class:`~flowy.core.limits.Limits`.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from .events import (
     is_decision,
 )
 from .limits import DEFAULT_LIMITS, Limits, history_warning, limit_error
+from .redaction import digest
 from .spec import TaskSpec
 from .workflow import Execution, WorkflowFactory
 
@@ -96,8 +96,7 @@ def _identity(decision: Decision) -> str:
 def _fingerprint(payload: str) -> str:
     """A payload as errors show it: its length and a hash prefix, never its
     content, which may be secret and can be large (an error is recorded)."""
-    digest = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"an input of {len(payload):,} characters, SHA-256 {digest[:12]}"
+    return f"an input of {len(payload):,} characters, SHA-256 {digest(payload, 12)}"
 
 
 def _describe(decision: Decision) -> str:

@@ -300,20 +300,19 @@ class ActivityWorker:
         """Claim the attempt, run it and record its outcome; the news to notify, if any."""
         attempt = attempt_id(task.key, task.token)
         again = deliveries > 1  # came back: its worker may have died, or finished it
-        if again:
-            news = self._ended(task, attempt)
-            if news is not None:
-                return news or None
+        if again and (ended := self.store.outcome_of(task.run, attempt)) is not None:
+            return self._news(task, ended)
         starts = self.store.claim(task.run, attempt, self.backend.clock.now(), again=again)
         if starts is None:
             self._not_open(task)
             return None
         if starts == 0:  # a second message of the attempt (sent again, or a duplicate)
-            news = self._ended(task, attempt)
-            if news is None:
+            ended = self.store.outcome_of(task.run, attempt)
+            if ended is None:
                 log.info("attempt %r of run %r runs already; a second message of it is "
                          "dropped", task.key, task.run)
-            return news or None
+                return None
+            return self._news(task, ended)
         fact = self._run(task, attempt, starts)
         self.backend.checkpoint("worker.ran")
         self.store.add_outcome(task.run, fact)
@@ -336,14 +335,12 @@ class ActivityWorker:
                                    "the run scheduled no such attempt, or not with this token")
             + "; not run")
 
-    def _ended(self, task: TaskMessage, attempt: str) -> str | None:
-        """If the attempt has ended, the news of its outcome to notify again
-        (whoever wrote it may have died before notifying), or "" if a
-        decider took it; None if it has not ended."""
-        ended = self.store.outcome_of(task.run, attempt)
-        if ended is None:
-            return None
-        return "" if ended == IN_HISTORY else outcome_id(ended, task.key)
+    @staticmethod
+    def _news(task: TaskMessage, ended: str) -> str | None:
+        """For an attempt that ended (see ``RunStore.outcome_of``), the news of
+        its outcome to notify again (whoever wrote it may have died before
+        notifying), or None if a decider took it."""
+        return None if ended == IN_HISTORY else outcome_id(ended, task.key)
 
     def _binding(self, task: TaskMessage) -> ActivityBinding | Exception:
         workflow = self.registry.workflows.get(task.workflow)
